@@ -1,0 +1,210 @@
+"""Stopping policies behind one decision interface: PEng4NN's rule and the baselines it is judged against.
+
+Every policy is a `StoppingPolicy` (see analyzer.py): `observe(epoch, val_acc, val_loss,
+train_loss) -> Decision`. Names on the command line and in the API are the keys of
+`POLICIES`; `make_policy` builds one with validated parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from peng4nn.analyzer import (
+    EPOCH_TOLERANCE,
+    Decision,
+    EstimatorSettings,
+    PredictionAnalyzer,
+    Reason,
+    StoppingPolicy,
+)
+
+__all__ = [
+    "POLICIES",
+    "POLICY_NAMES",
+    "FixedBudgetPolicy",
+    "MenndlPolicy",
+    "PatiencePolicy",
+    "PolicyConfigError",
+    "PredictionAnalyzer",
+    "StoppingPolicy",
+    "make_policy",
+]
+
+
+class PolicyConfigError(ValueError):
+    """A policy name or parameter is invalid; the message names which and why."""
+
+
+class _BaselineSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    E: float = Field(0.5, gt=0, description="Epochs per iteration.")
+    e_max: float = Field(20, gt=0, description="Maximum epochs a model trains.")
+
+
+class MenndlSettings(_BaselineSettings):
+    patience: float = Field(10, ge=0, description="Epochs without a new minimum loss before stopping.")
+    monitor: Literal["auto", "train_loss", "val_loss", "val_acc"] = Field(
+        "auto", description="Signal watched; auto = train_loss if reported, else val_loss, else val_acc."
+    )
+
+
+class PatienceSettings(_BaselineSettings):
+    patience: float = Field(5, ge=0, description="Epochs without improvement of val_acc before stopping.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest increase of val_acc that counts as improvement.")
+
+
+class FixedSettings(_BaselineSettings):
+    k: float | None = Field(None, gt=0, description="Epochs every model trains; default e_max.")
+
+
+class _BestAccuracyPolicy(StoppingPolicy):
+    """Baselines whose estimate is the best validation accuracy seen so far."""
+
+    def _decision(self, epoch: float, reason: Reason, stop: bool) -> Decision:
+        return Decision(
+            epoch=epoch,
+            prediction=None,
+            a=None,
+            b=None,
+            c=None,
+            converged=False,
+            stop=stop,
+            estimate=self.history.best_accuracy() if stop else None,
+            reason=reason,
+        )
+
+    def _at_e_max(self, epoch: float) -> bool:
+        return epoch >= self.e_max - EPOCH_TOLERANCE
+
+
+class MenndlPolicy(_BestAccuracyPolicy):
+    """MENNDL's rule: stop when the minimum training loss has not decreased for `patience` epochs."""
+
+    name = "menndl"
+
+    def __init__(self, settings: MenndlSettings):
+        super().__init__(E=settings.E, e_max=settings.e_max)
+        self.settings = settings
+        self.monitor: str | None = None if settings.monitor == "auto" else settings.monitor
+        self._best: float | None = None
+        self._best_epoch = 0.0
+
+    def _signal(self, point) -> float:
+        if self.monitor is None:
+            self.monitor = (
+                "train_loss" if point.train_loss is not None else "val_loss" if point.val_loss is not None else "val_acc"
+            )
+        value = getattr(point, self.monitor)
+        if value is None:
+            raise ValueError(f"{self.monitor} is required by the menndl policy (monitor={self.monitor}) but was missing")
+        # Lower is better for losses; accuracy is negated so one comparison serves both.
+        return -value if self.monitor == "val_acc" else value
+
+    def _decide(self, epoch: float) -> Decision:
+        value = self._signal(self.history.points[-1])
+        if self._best is None or value < self._best:
+            self._best, self._best_epoch = value, epoch
+        if self._at_e_max(epoch):
+            return self._decision(epoch, Reason.MAX_EPOCHS, True)
+        if epoch - self._best_epoch >= self.settings.patience - EPOCH_TOLERANCE:
+            return self._decision(epoch, Reason.PATIENCE_EXHAUSTED, True)
+        return self._decision(epoch, Reason.UNSTABLE, False)
+
+
+class PatiencePolicy(_BestAccuracyPolicy):
+    """Keras EarlyStopping on validation accuracy: stop after `patience` epochs without a `min_delta` gain."""
+
+    name = "patience"
+
+    def __init__(self, settings: PatienceSettings):
+        super().__init__(E=settings.E, e_max=settings.e_max)
+        self.settings = settings
+        self._best: float | None = None
+        self._best_epoch = 0.0
+
+    def _decide(self, epoch: float) -> Decision:
+        acc = self.history.points[-1].val_acc
+        if self._best is None or acc > self._best + self.settings.min_delta:
+            self._best, self._best_epoch = acc, epoch
+        if self._at_e_max(epoch):
+            return self._decision(epoch, Reason.MAX_EPOCHS, True)
+        if epoch - self._best_epoch >= self.settings.patience - EPOCH_TOLERANCE:
+            return self._decision(epoch, Reason.PATIENCE_EXHAUSTED, True)
+        return self._decision(epoch, Reason.UNSTABLE, False)
+
+
+class FixedBudgetPolicy(_BestAccuracyPolicy):
+    """Train every model k epochs and rank by the best accuracy seen ("one epoch is all you need" with small k)."""
+
+    name = "fixed"
+
+    def __init__(self, settings: FixedSettings):
+        k = settings.k if settings.k is not None else settings.e_max
+        super().__init__(E=settings.E, e_max=min(k, settings.e_max))
+        self.settings = settings
+        self.k = k
+
+    def _decide(self, epoch: float) -> Decision:
+        if epoch >= self.k - EPOCH_TOLERANCE:
+            return self._decision(epoch, Reason.BUDGET_REACHED, True)
+        if self._at_e_max(epoch):
+            return self._decision(epoch, Reason.MAX_EPOCHS, True)
+        return self._decision(epoch, Reason.UNSTABLE, False)
+
+
+def _build_paper(estimator: EstimatorSettings, num_classes, backend, params) -> StoppingPolicy:
+    if params:
+        raise PolicyConfigError(
+            f"policy 'paper' takes its parameters from the estimator settings; unexpected {sorted(params)}"
+        )
+    return PredictionAnalyzer(estimator, num_classes=num_classes, backend=backend)
+
+
+def _baseline_builder(cls, settings_cls) -> Callable[..., StoppingPolicy]:
+    def build(estimator: EstimatorSettings, num_classes, backend, params) -> StoppingPolicy:
+        merged = {"E": estimator.E, "e_max": estimator.e_max, **params}
+        return cls(_validated(settings_cls, merged, f"policy {cls.name!r}"))
+
+    return build
+
+
+#: Policy name -> builder(estimator, num_classes, backend, params).
+POLICIES: dict[str, Callable[..., StoppingPolicy]] = {
+    "paper": _build_paper,
+    "menndl": _baseline_builder(MenndlPolicy, MenndlSettings),
+    "patience": _baseline_builder(PatiencePolicy, PatienceSettings),
+    "fixed": _baseline_builder(FixedBudgetPolicy, FixedSettings),
+}
+POLICY_NAMES: tuple[str, ...] = tuple(POLICIES)
+
+
+def _validated(settings_cls: type[BaseModel], values: dict[str, Any], owner: str):
+    try:
+        return settings_cls(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "?"
+        raise PolicyConfigError(
+            f"The {field!r} parameter of {owner} is invalid: {err['msg']}; got {err.get('input')!r}"
+        ) from None
+
+
+def make_policy(
+    name: str = "paper",
+    *,
+    estimator: EstimatorSettings | dict | None = None,
+    num_classes: int | None = None,
+    backend: str = "fast",
+    **params: Any,
+) -> StoppingPolicy:
+    """Build a fresh per-model policy. E and e_max of the baselines default to the estimator's."""
+    try:
+        builder = POLICIES[name]
+    except KeyError:
+        raise PolicyConfigError(f"The 'policy' parameter must be one of {list(POLICIES)}; got {name!r} instead.") from None
+    if estimator is None or isinstance(estimator, dict):
+        estimator = _validated(EstimatorSettings, estimator or {}, "the estimator settings")
+    return builder(estimator, num_classes, backend, params)
