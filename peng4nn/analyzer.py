@@ -185,6 +185,12 @@ class StoppingPolicy(ABC):
             decision = _latched(decision, self.final)
         return decision
 
+    def finish(self) -> None:
+        """Called once when the model's training ends (stopped, e_max, curve over or failed).
+
+        Population-aware policies use it to record the model's outcome; the default does nothing.
+        """
+
     def _check_losses(self, val_loss: float | None, train_loss: float | None) -> None:
         """Hook for policies that need a loss; the default needs none."""
 
