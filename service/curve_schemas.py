@@ -1,0 +1,99 @@
+"""Wire models of observe mode: curve sessions the caller trains itself and reports point by point.
+
+Pure pydantic. The request reuses the library's `EstimatorSettings` as it is, and a
+decision is the library's `Decision` field for field, so what the API answers is what
+`StoppingPolicy.observe()` returned.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from peng4nn.analyzer import Decision, EstimatorSettings, Reason
+
+#: Most points one POST may carry (a whole e_max=20, E=0.5 curve is 40).
+MAX_POINTS_PER_POST = 1000
+
+
+class CurveCreate(BaseModel):
+    """Open an observation session; every field is optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    estimator: EstimatorSettings | None = Field(None, description="Estimator settings (paper symbols); defaults if omitted.")
+    num_classes: int | None = Field(None, ge=2, le=1_000_000, description="Classes of the task: sets the never-learn threshold.")
+    label: str | None = Field(None, max_length=256, description="Free text shown back with the session.")
+
+
+class CurveCreated(BaseModel):
+    id: str
+    expires_in_s: float = Field(description="The session expires this long after its last change.")
+
+
+class ObservationPoint(BaseModel):
+    """One validation point of the caller's own training."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    epoch: float = Field(gt=0, description="Epochs trained so far; must increase from point to point.")
+    val_acc: float = Field(ge=0, le=100, description="Validation accuracy in percent.")
+    val_loss: float | None = Field(None, description="Validation loss (needed when the estimator's loss_check is on).")
+    train_loss: float | None = Field(None, description="Training loss.")
+
+
+class ObservationsCreate(BaseModel):
+    """Points appended to a session, in order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    points: list[ObservationPoint] = Field(min_length=1, max_length=MAX_POINTS_PER_POST)
+
+
+class DecisionPublic(BaseModel):
+    """The engine's answer after a point (the library's `Decision`)."""
+
+    epoch: float
+    prediction: float | None = Field(description="Asymptote a of the latest fit, when a fit was made.")
+    a: float | None
+    b: float | None
+    c: float | None
+    converged: bool = Field(description="The prediction is stable (Algorithm 2).")
+    stop: bool = Field(description="Training should stop now; stays true once given.")
+    estimate: float | None = Field(description="Predicted final accuracy (percent) when stop is true.")
+    reason: Reason
+    interval: list[float] | None = None
+
+    @classmethod
+    def of(cls, decision: Decision) -> "DecisionPublic":
+        return cls.model_validate(decision.to_dict())
+
+
+class ObservationResult(DecisionPublic):
+    """The decision after the last posted point, and how many points the session holds."""
+
+    n_points: int
+
+
+class CurvePointPublic(BaseModel):
+    epoch: float
+    val_acc: float
+    val_loss: float | None = None
+    train_loss: float | None = None
+    decision: DecisionPublic
+
+
+class CurvePublic(BaseModel):
+    """A session: its settings, every point with the decision made after it, and the first stop."""
+
+    id: str
+    label: str | None = None
+    num_classes: int | None = None
+    estimator: EstimatorSettings
+    created_at: datetime
+    expires_in_s: float | None = Field(description="Seconds until the session expires unless it changes.")
+    n_points: int
+    points: list[CurvePointPublic]
+    latest: DecisionPublic | None = Field(description="The decision after the last point.")
+    final: DecisionPublic | None = Field(description="The first decision that said stop.")

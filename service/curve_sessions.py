@@ -1,0 +1,293 @@
+"""Observation sessions in Redis, and the per-model policy that answers each posted point.
+
+A session is a hash (owner, settings, creation time) and a list of points, each stored
+with the decision the engine made after it. Redis is the truth; the decision itself is
+always made by the library's `StoppingPolicy.observe()`, never re-derived here.
+
+Keeping that policy between posts is what makes a post cheap: a fresh policy replaying a
+40-point curve refits 40 times (~30 ms), a kept one fits once. So each API process keeps
+the policies of recently used sessions (`PolicyCache`) together with how many stored
+points they have consumed. A post is committed by one Lua script that appends the points
+only if the list still has that many; otherwise another process (or a restart) wrote in
+between, and the policy is rebuilt by replaying the stored points through a fresh one.
+Within a process, posts to one session are serialised by a lock, across processes by
+that compare-and-append, so concurrent posts never lose, duplicate or reorder points.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from redis import Redis
+
+from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings
+from peng4nn.policies import StoppingPolicy, make_policy
+from service.curve_schemas import CurveCreate, CurvePointPublic, CurvePublic, DecisionPublic, ObservationPoint
+from service.errors import InvalidInput, NotFound, StateConflict
+from worker.events import clean_json, dumps, key
+
+DEFAULT_TTL_S = 24 * 3600.0
+"""A session untouched this long is deleted by Redis."""
+
+DEFAULT_CACHE_SIZE = 10_000
+"""Policies each API process keeps (least recently used are dropped and replayed when needed)."""
+
+DEFAULT_MAX_POINTS = 10_000
+"""Points one session may hold: bounds memory and the cost of a replay."""
+
+LOCK_STRIPES = 256
+"""In-process locks; a session's posts always take the same one."""
+
+COMMIT_ATTEMPTS = 5
+"""Posts retried after another process wrote to the same session in between."""
+
+FIT_BACKEND = "fast"
+"""The API decides with the exact fast back-end (no queue hop)."""
+
+
+class CurveSettings(BaseSettings):
+    """Observe-mode knobs, read from ``PENG4NN_CURVE_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="PENG4NN_CURVE_", extra="ignore", frozen=True)
+
+    ttl_s: float = Field(DEFAULT_TTL_S, gt=0, description="Sessions expire this long after their last change.")
+    cache_size: int = Field(DEFAULT_CACHE_SIZE, ge=0, description="Policies kept per process; 0 replays every post.")
+    max_points: int = Field(DEFAULT_MAX_POINTS, ge=1, description="Most points one session may hold.")
+
+
+def session_key(curve_id: str) -> str:
+    return key("curve", curve_id)
+
+
+def points_key(curve_id: str) -> str:
+    return key("curve", curve_id, "points")
+
+
+# Append the points iff the session exists and holds exactly ARGV[1] points; refresh both TTLs.
+# Returns the new length, -1 when the session is gone, or -2 - n when it holds n points.
+_COMMIT_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local n = redis.call('LLEN', KEYS[2])
+if n ~= tonumber(ARGV[1]) then return -2 - n end
+for i = 3, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return n + #ARGV - 2
+"""
+
+
+class CurveNotFound(NotFound):
+    code = "curve_not_found"
+
+    def __init__(self, curve_id: str):
+        super().__init__(f"curve session {curve_id!r} does not exist (or has expired)")
+
+
+class EpochConflict(StateConflict):
+    code = "epoch_not_increasing"
+
+
+@dataclass
+class _Entry:
+    """A session's policy and the number of stored points it has consumed."""
+
+    policy: StoppingPolicy
+    n_points: int
+    owner: str
+
+
+class PolicyCache:
+    """Least-recently-used policies of one process, by session id."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, curve_id: str) -> _Entry | None:
+        with self._lock:
+            entry = self._entries.get(curve_id)
+            if entry is not None:
+                self._entries.move_to_end(curve_id)
+            return entry
+
+    def put(self, curve_id: str, entry: _Entry) -> None:
+        if self.size == 0:
+            return
+        with self._lock:
+            self._entries[curve_id] = entry
+            self._entries.move_to_end(curve_id)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def drop(self, curve_id: str) -> None:
+        with self._lock:
+            self._entries.pop(curve_id, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class CurveSessions:
+    """Create, observe, read and delete sessions on a sync Redis client with decoded responses."""
+
+    def __init__(self, redis: Redis, settings: CurveSettings | None = None):
+        self.redis = redis
+        self.settings = settings or CurveSettings()
+        self.cache = PolicyCache(self.settings.cache_size)
+        self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+        self._commit = redis.register_script(_COMMIT_LUA)
+        self.replays = 0
+        """Policies rebuilt from Redis (cache misses and conflicts): a health signal for the benchmark."""
+
+    @property
+    def ttl_ms(self) -> int:
+        return max(1, int(self.settings.ttl_s * 1000))
+
+    # ------------------------------------------------------------------ create / read / delete
+
+    def create(self, owner: str, body: CurveCreate) -> str:
+        """A new empty session; the settings are validated by building its policy once."""
+        estimator = body.estimator or EstimatorSettings()
+        policy = self._new_policy(estimator.model_dump(), body.num_classes)
+        curve_id = secrets.token_hex(12)
+        meta = {"estimator": estimator.model_dump(mode="json"), "num_classes": body.num_classes, "label": body.label}
+        pipe = self.redis.pipeline()
+        pipe.hset(session_key(curve_id), mapping={"owner": owner, "meta": dumps(meta), "created_at": repr(time.time())})
+        pipe.pexpire(session_key(curve_id), self.ttl_ms)
+        pipe.execute()
+        self.cache.put(curve_id, _Entry(policy, 0, owner))
+        return curve_id
+
+    def get(self, curve_id: str, owner: str) -> CurvePublic:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(session_key(curve_id))
+        pipe.lrange(points_key(curve_id), 0, -1)
+        pipe.pttl(session_key(curve_id))
+        record, raw_points, ttl_ms = pipe.execute()
+        meta = self._meta(curve_id, record, owner)
+        points = [_point_public(json.loads(raw)) for raw in raw_points]
+        final = next((p.decision for p in points if p.decision.stop), None)
+        return CurvePublic(
+            id=curve_id,
+            label=meta["label"],
+            num_classes=meta["num_classes"],
+            estimator=EstimatorSettings(**meta["estimator"]),
+            created_at=float(record["created_at"]),
+            expires_in_s=ttl_ms / 1000 if ttl_ms and ttl_ms > 0 else None,
+            n_points=len(points),
+            points=points,
+            latest=points[-1].decision if points else None,
+            final=final,
+        )
+
+    def delete(self, curve_id: str, owner: str) -> None:
+        self._meta(curve_id, self.redis.hgetall(session_key(curve_id)), owner)
+        self.redis.delete(session_key(curve_id), points_key(curve_id))
+        self.cache.drop(curve_id)
+
+    # ------------------------------------------------------------------ observe
+
+    def observe(self, curve_id: str, owner: str, points: Sequence[ObservationPoint]) -> tuple[Decision, int]:
+        """Append ``points`` in order; answer the decision after the last and the session's point count.
+
+        All or nothing: a point that breaks the epoch order (409) or that the policy refuses
+        (422) leaves the session as it was.
+        """
+        with self._locks[hash(curve_id) % LOCK_STRIPES]:
+            for _ in range(COMMIT_ATTEMPTS):
+                entry = self.cache.get(curve_id) or self._load(curve_id, owner)
+                if entry.owner != owner:
+                    raise CurveNotFound(curve_id)
+                self._check_order(entry, points)
+                decisions = self._feed(curve_id, entry, points)
+                records = [_record(p, d) for p, d in zip(points, decisions)]
+                result = self._commit(
+                    keys=[session_key(curve_id), points_key(curve_id)],
+                    args=[entry.n_points, self.ttl_ms, *records],
+                )
+                if result == -1:
+                    self.cache.drop(curve_id)
+                    raise CurveNotFound(curve_id)
+                if result < -1:  # another process appended first: rebuild from what is stored
+                    self.cache.drop(curve_id)
+                    continue
+                entry.n_points = int(result)
+                self.cache.put(curve_id, entry)
+                return decisions[-1], entry.n_points
+        raise StateConflict(f"curve session {curve_id!r} changed under {COMMIT_ATTEMPTS} attempts in a row; retry")
+
+    def _check_order(self, entry: _Entry, points: Sequence[ObservationPoint]) -> None:
+        if entry.n_points + len(points) > self.settings.max_points:
+            raise StateConflict(
+                f"a curve session holds at most {self.settings.max_points} points; "
+                f"it has {entry.n_points} and {len(points)} were posted"
+            )
+        last = entry.policy.history.last_epoch
+        for i, point in enumerate(points):
+            if last is not None and point.epoch <= last + EPOCH_TOLERANCE:
+                where = "the session's last epoch" if i == 0 else f"points[{i - 1}].epoch"
+                raise EpochConflict(
+                    f"points[{i}].epoch must be greater than {where} ({last!r}); got {point.epoch!r}. "
+                    "Nothing was recorded."
+                )
+            last = point.epoch
+
+    def _feed(self, curve_id: str, entry: _Entry, points: Sequence[ObservationPoint]) -> list[Decision]:
+        """Run the policy on the new points; on refusal drop it (it may hold some of them) and answer 422."""
+        decisions = []
+        for i, p in enumerate(points):
+            try:
+                decisions.append(entry.policy.observe(p.epoch, p.val_acc, p.val_loss, p.train_loss))
+            except ValueError as exc:
+                self.cache.drop(curve_id)
+                field = str(exc).split(" ", 1)[0]
+                loc = ["body", "points", i, field] if field in ObservationPoint.model_fields else ["body", "points", i]
+                raise InvalidInput(f"body.points[{i}]: {exc}. Nothing was recorded.",
+                                   errors=[{"loc": loc, "msg": str(exc)}]) from None
+        return decisions
+
+    def _load(self, curve_id: str, owner: str) -> _Entry:
+        """Rebuild a session's policy by replaying its stored points through a fresh one."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(session_key(curve_id))
+        pipe.lrange(points_key(curve_id), 0, -1)
+        record, raw_points = pipe.execute()
+        meta = self._meta(curve_id, record, owner)
+        policy = self._new_policy(meta["estimator"], meta["num_classes"])
+        for raw in raw_points:
+            policy.observe(*json.loads(raw)["p"])
+        self.replays += 1
+        entry = _Entry(policy, len(raw_points), record["owner"])
+        self.cache.put(curve_id, entry)
+        return entry
+
+    def _meta(self, curve_id: str, record: dict[str, str], owner: str) -> dict[str, Any]:
+        """The session's settings; a missing session and another owner's look the same (404)."""
+        if not record or record.get("owner") != owner:
+            raise CurveNotFound(curve_id)
+        return json.loads(record["meta"])
+
+    def _new_policy(self, estimator: dict, num_classes: int | None) -> StoppingPolicy:
+        return make_policy("paper", estimator=estimator, num_classes=num_classes, backend=FIT_BACKEND)
+
+
+def _record(point: ObservationPoint, decision: Decision) -> str:
+    """One stored point: its values and the decision made after it."""
+    return dumps({"p": [point.epoch, point.val_acc, point.val_loss, point.train_loss],
+                  "d": clean_json(decision.to_dict())})
+
+
+def _point_public(stored: dict) -> CurvePointPublic:
+    epoch, val_acc, val_loss, train_loss = stored["p"]
+    return CurvePointPublic(epoch=epoch, val_acc=val_acc, val_loss=val_loss, train_loss=train_loss,
+                            decision=DecisionPublic.model_validate(stored["d"]))
+
