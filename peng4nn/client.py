@@ -1,0 +1,371 @@
+"""HTTP client SDK for a PEng4NN service (``peng4nn serve`` or a deployment).
+
+``Client`` (blocking) and ``AsyncClient`` (asyncio) share one request builder,
+one response decoder and one server-sent-events parser; both return the typed
+models of `peng4nn.jobs`. Every non-2xx answer raises an `ApiError` subclass
+carrying the server's ``detail``, ``code`` and field ``errors``. ``stream()``
+reconnects after a dropped connection with ``Last-Event-ID``, so no event is
+lost or repeated.
+
+    from peng4nn.client import Client
+    with Client() as client:                      # http://127.0.0.1:8000, or $PENG4NN_URL
+        job = client.submit(arch, "digits")
+        for event in client.stream(job.id):
+            print(event.event, event.data)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any
+
+import httpx
+
+from peng4nn.jobs import (
+    EVENT_RESULT,
+    DatasetsPublic,
+    JobAccepted,
+    JobCreate,
+    JobEvent,
+    JobPublic,
+    JobsAccepted,
+    JobsPublic,
+    JobStatus,
+    ResultEventData,
+    TERMINAL_STATUSES,
+)
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+"""Where `peng4nn serve` listens by default; override with ``PENG4NN_URL``."""
+
+URL_ENV, TOKEN_ENV = "PENG4NN_URL", "PENG4NN_API_TOKEN"
+
+DEFAULT_TIMEOUT_S = 30.0
+RECONNECT_DELAY_S = 0.5
+MAX_RECONNECTS = 20
+"""Consecutive failed reconnects after which ``stream()`` gives up."""
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ApiError(Exception):
+    """The service answered with an error; ``detail`` is its message, ``code`` its machine-readable kind."""
+
+    def __init__(self, status_code: int, detail: str, code: str = "", errors: list[dict] | None = None):
+        super().__init__(f"{status_code} {code}: {detail}" if code else f"{status_code}: {detail}")
+        self.status_code, self.detail, self.code, self.errors = status_code, detail, code, errors or []
+
+
+class AuthError(ApiError):
+    """401: missing or invalid bearer token."""
+
+
+class NotFoundError(ApiError):
+    """404: no such job (or it belongs to another token, or it expired)."""
+
+
+class ConflictError(ApiError):
+    """409: the job's state does not allow this (e.g. cancelling an ended job)."""
+
+
+class PayloadTooLargeError(ApiError):
+    """413: the request body is over the server's limit."""
+
+
+class ValidationError(ApiError):
+    """422: invalid input; ``errors`` lists ``{"loc": [...], "msg": ...}`` per field."""
+
+
+class ServiceUnavailableError(ApiError):
+    """503: the service's store (Redis) is down."""
+
+
+class ConnectionFailed(ApiError):
+    """The service could not be reached at all."""
+
+    def __init__(self, url: str, exc: Exception):
+        super().__init__(0, f"cannot reach the PEng4NN service at {url}: {exc}", "unreachable")
+
+
+_ERRORS = {401: AuthError, 404: NotFoundError, 409: ConflictError, 413: PayloadTooLargeError,
+           422: ValidationError, 503: ServiceUnavailableError}
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        body = response.json()
+        detail, code, errors = str(body.get("detail")), str(body.get("code", "")), body.get("errors")
+    except (ValueError, AttributeError):
+        detail, code, errors = response.text or response.reason_phrase, "", None
+    raise _ERRORS.get(response.status_code, ApiError)(response.status_code, detail, code, errors)
+
+
+# --------------------------------------------------------------------------- shared pieces
+
+
+def _job_body(architecture: Any, dataset: str, **options: Any) -> dict[str, Any]:
+    """A validated submission body (invalid input fails here, before any request)."""
+    if hasattr(architecture, "to_dict"):
+        architecture = architecture.to_dict()
+    body = JobCreate.model_validate({"architecture": architecture, "dataset": dataset,
+                                     **{k: v for k, v in options.items() if v is not None}})
+    return body.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def _as_body(job: JobCreate | dict) -> dict[str, Any]:
+    if isinstance(job, JobCreate):
+        return job.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    return job
+
+
+class SseParser:
+    """Incremental ``text/event-stream`` parser: feed lines, get complete events (comments dropped)."""
+
+    def __init__(self) -> None:
+        self._event, self._data, self._id = "message", [], None
+
+    def feed(self, line: str) -> JobEvent | None:
+        if line == "":
+            if not self._data and self._id is None:
+                self._event = "message"
+                return None
+            event = JobEvent(id=self._id or "", event=self._event, data=_decode("\n".join(self._data)))
+            self._event, self._data, self._id = "message", [], None
+            return event
+        if line.startswith(":"):
+            return None
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "data":
+            self._data.append(value)
+        elif field == "event":
+            self._event = value
+        elif field == "id":
+            self._id = value
+        return None
+
+
+def _decode(data: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+# --------------------------------------------------------------------------- blocking client
+
+
+class Client:
+    """Blocking client. ``base_url`` defaults to ``$PENG4NN_URL`` or http://127.0.0.1:8000."""
+
+    def __init__(self, base_url: str | None = None, token: str | None = None, *,
+                 timeout: float = DEFAULT_TIMEOUT_S, transport: httpx.BaseTransport | None = None):
+        self.base_url = (base_url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, headers=_headers(token or os.environ.get(TOKEN_ENV)),
+                                  timeout=timeout, transport=transport)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(self.base_url, exc) from None
+        _raise_for(response)
+        return response
+
+    def submit(self, architecture: Any, dataset: str, *, policy: str | None = None,
+               policy_params: dict | None = None, estimator: Any = None, seed: int | None = None,
+               shadow: bool | None = None, search_id: str | None = None, label: str | None = None) -> JobAccepted:
+        """Queue one network; returns its id and links."""
+        body = _job_body(architecture, dataset, policy=policy, policy_params=policy_params, estimator=estimator,
+                         seed=seed, shadow=shadow, search_id=search_id, label=label)
+        return JobAccepted.model_validate(self._request("POST", "/v1/jobs", json=body).json())
+
+    def submit_batch(self, jobs: Iterable[JobCreate | dict]) -> list[JobAccepted]:
+        """Queue a generation at once (all or nothing); ids come back in order."""
+        body = {"jobs": [_as_body(job) for job in jobs]}
+        return JobsAccepted.model_validate(self._request("POST", "/v1/jobs/batch", json=body).json()).data
+
+    def get(self, job_id: str) -> JobPublic:
+        return JobPublic.model_validate(self._request("GET", f"/v1/jobs/{job_id}").json())
+
+    def list(self, status: JobStatus | str | None = None, offset: int = 0, limit: int = 50) -> JobsPublic:
+        params = {"offset": offset, "limit": limit, **({"status": JobStatus(status).value} if status else {})}
+        return JobsPublic.model_validate(self._request("GET", "/v1/jobs", params=params).json())
+
+    def result(self, job_id: str) -> ResultEventData:
+        return ResultEventData.model_validate(self._request("GET", f"/v1/jobs/{job_id}/result").json())
+
+    def cancel(self, job_id: str) -> JobPublic:
+        """Cancel; a running job reports ``cancel_requested`` until it stops at its next iteration."""
+        return JobPublic.model_validate(self._request("DELETE", f"/v1/jobs/{job_id}").json())
+
+    def datasets(self) -> DatasetsPublic:
+        return DatasetsPublic.model_validate(self._request("GET", "/v1/datasets").json())
+
+    def health(self) -> dict[str, Any]:
+        return self._request("GET", "/healthz").json()
+
+    def wait(self, job_id: str, timeout: float | None = None, poll_s: float = 0.5) -> JobPublic:
+        """Block until the job has ended; returns its final state (TimeoutError after ``timeout`` s)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if job.status in TERMINAL_STATUSES:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} still {job.status.value} after {timeout} s")
+            time.sleep(poll_s if deadline is None else min(poll_s, max(0.0, deadline - time.monotonic())))
+
+    def stream(self, job_id: str, last_event_id: str | None = None, *,
+               max_reconnects: int = MAX_RECONNECTS) -> Iterator[JobEvent]:
+        """Yield the job's events until its ``result``; reconnects with Last-Event-ID when dropped."""
+        failures = 0
+        while True:
+            headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+            parser = SseParser()
+            try:
+                with self._http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers,
+                                       timeout=httpx.Timeout(self._http.timeout.connect, read=None)) as response:
+                    if response.status_code == 204:
+                        return  # the job has ended and we have every event
+                    if not response.is_success:
+                        response.read()
+                        _raise_for(response)
+                    for line in response.iter_lines():
+                        event = parser.feed(line)
+                        if event is None:
+                            continue
+                        failures = 0
+                        last_event_id = event.id or last_event_id
+                        yield event
+                        if event.event == EVENT_RESULT:
+                            return
+                raise httpx.ReadError("the stream ended before the job's result")
+            except (httpx.TransportError, httpx.StreamError) as exc:
+                failures += 1
+                if failures > max_reconnects:
+                    raise ConnectionFailed(self.base_url, exc) from None
+                time.sleep(RECONNECT_DELAY_S)
+
+
+# --------------------------------------------------------------------------- asyncio client
+
+
+class AsyncClient:
+    """The asyncio twin of `Client` (same methods, awaited; ``stream`` is an async iterator)."""
+
+    def __init__(self, base_url: str | None = None, token: str | None = None, *,
+                 timeout: float = DEFAULT_TIMEOUT_S, transport: httpx.AsyncBaseTransport | None = None,
+                 limits: httpx.Limits | None = None):
+        self.base_url = (base_url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
+        self._http = httpx.AsyncClient(base_url=self.base_url, headers=_headers(token or os.environ.get(TOKEN_ENV)),
+                                       timeout=timeout, transport=transport,
+                                       limits=limits or httpx.Limits(max_connections=1000, max_keepalive_connections=1000))
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(self.base_url, exc) from None
+        _raise_for(response)
+        return response
+
+    async def submit(self, architecture: Any, dataset: str, *, policy: str | None = None,
+                     policy_params: dict | None = None, estimator: Any = None, seed: int | None = None,
+                     shadow: bool | None = None, search_id: str | None = None,
+                     label: str | None = None) -> JobAccepted:
+        body = _job_body(architecture, dataset, policy=policy, policy_params=policy_params, estimator=estimator,
+                         seed=seed, shadow=shadow, search_id=search_id, label=label)
+        return JobAccepted.model_validate((await self._request("POST", "/v1/jobs", json=body)).json())
+
+    async def submit_batch(self, jobs: Iterable[JobCreate | dict]) -> list[JobAccepted]:
+        body = {"jobs": [_as_body(job) for job in jobs]}
+        return JobsAccepted.model_validate((await self._request("POST", "/v1/jobs/batch", json=body)).json()).data
+
+    async def get(self, job_id: str) -> JobPublic:
+        return JobPublic.model_validate((await self._request("GET", f"/v1/jobs/{job_id}")).json())
+
+    async def list(self, status: JobStatus | str | None = None, offset: int = 0, limit: int = 50) -> JobsPublic:
+        params = {"offset": offset, "limit": limit, **({"status": JobStatus(status).value} if status else {})}
+        return JobsPublic.model_validate((await self._request("GET", "/v1/jobs", params=params)).json())
+
+    async def result(self, job_id: str) -> ResultEventData:
+        return ResultEventData.model_validate((await self._request("GET", f"/v1/jobs/{job_id}/result")).json())
+
+    async def cancel(self, job_id: str) -> JobPublic:
+        return JobPublic.model_validate((await self._request("DELETE", f"/v1/jobs/{job_id}")).json())
+
+    async def datasets(self) -> DatasetsPublic:
+        return DatasetsPublic.model_validate((await self._request("GET", "/v1/datasets")).json())
+
+    async def health(self) -> dict[str, Any]:
+        return (await self._request("GET", "/healthz")).json()
+
+    async def wait(self, job_id: str, timeout: float | None = None, poll_s: float = 0.5) -> JobPublic:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = await self.get(job_id)
+            if job.status in TERMINAL_STATUSES:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} still {job.status.value} after {timeout} s")
+            await asyncio.sleep(poll_s)
+
+    async def stream(self, job_id: str, last_event_id: str | None = None, *,
+                     max_reconnects: int = MAX_RECONNECTS) -> AsyncIterator[JobEvent]:
+        failures = 0
+        while True:
+            headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+            parser = SseParser()
+            try:
+                async with self._http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers,
+                                             timeout=httpx.Timeout(self._http.timeout.connect, read=None)) as response:
+                    if response.status_code == 204:
+                        return
+                    if not response.is_success:
+                        await response.aread()
+                        _raise_for(response)
+                    async for line in response.aiter_lines():
+                        event = parser.feed(line)
+                        if event is None:
+                            continue
+                        failures = 0
+                        last_event_id = event.id or last_event_id
+                        yield event
+                        if event.event == EVENT_RESULT:
+                            return
+                raise httpx.ReadError("the stream ended before the job's result")
+            except (httpx.TransportError, httpx.StreamError) as exc:
+                failures += 1
+                if failures > max_reconnects:
+                    raise ConnectionFailed(self.base_url, exc) from None
+                await asyncio.sleep(RECONNECT_DELAY_S)

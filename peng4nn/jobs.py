@@ -1,0 +1,214 @@
+"""Wire models of the job API, shared by the service, the worker and the client SDK.
+
+Pure pydantic (no fastapi, redis or torch) so that ``peng4nn.client`` returns the
+same typed objects the service validates and serves. The request reuses the
+library's own models as they are: ``ArchSpec`` for the network and
+``EstimatorSettings`` for the estimator overrides.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from peng4nn.analyzer import EstimatorSettings
+from peng4nn.spec import ArchSpec
+
+
+class JobStatus(str, Enum):
+    """Where a job is in its life; the last four are terminal."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    CONVERGED = "converged"
+    """Training ended and the engine converged: the result carries an estimate."""
+    COMPLETED = "completed"
+    """Training ran to its epoch budget without the engine converging."""
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.CONVERGED, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+#: Event types on a job's stream, in the order a job produces them.
+EVENT_STATUS = "status"
+EVENT_ITERATION = "iteration"
+EVENT_RESULT = "result"
+EVENT_TYPES = (EVENT_STATUS, EVENT_ITERATION, EVENT_RESULT)
+
+
+class JobCreate(BaseModel):
+    """One network to train and estimate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    architecture: ArchSpec = Field(description="The network and its training settings (peng4nn.arch/v1).")
+    dataset: str = Field(min_length=1, max_length=64, description="A name from GET /v1/datasets.")
+    policy: str = Field("paper", min_length=1, max_length=32, description="Stopping policy: paper, menndl, patience or fixed.")
+    policy_params: dict[str, float | int | str | bool] = Field(
+        default_factory=dict, description="Extra keyword arguments of the policy (e.g. patience)."
+    )
+    estimator: EstimatorSettings | None = Field(None, description="Overrides of the estimator settings (paper symbols).")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Overrides architecture.training.seed.")
+    shadow: bool = Field(False, description="Train to e_max anyway, recording where the engine would have stopped.")
+    search_id: str | None = Field(None, max_length=128, description="Groups jobs of one search (stored, echoed back).")
+    label: str | None = Field(None, max_length=256, description="Free text shown back with the job.")
+
+
+class JobBatchCreate(BaseModel):
+    """A whole NAS generation: validated all-or-nothing, one job per entry, in order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobCreate] = Field(min_length=1)
+
+
+class JobLinks(BaseModel):
+    self: str
+    events: str
+    result: str
+
+
+class JobAccepted(BaseModel):
+    """Answer to a submission: the job exists and is queued."""
+
+    id: str
+    status: JobStatus
+    created_at: datetime
+    params: int = Field(description="Trainable parameters of the network.")
+    flops: int = Field(description="Forward FLOPs per sample.")
+    links: JobLinks
+
+
+class JobsAccepted(BaseModel):
+    data: list[JobAccepted]
+    count: int
+
+
+class IterationPublic(BaseModel):
+    """One training iteration (E epochs) and the engine's decision after it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    iteration: int
+    epoch: float
+    train_loss: float | None = None
+    val_acc: float | None = None
+    val_loss: float | None = None
+    elapsed_s: float | None = None
+    prediction: float | None = None
+    a: float | None = None
+    b: float | None = None
+    c: float | None = None
+    converged: bool = False
+    stop: bool = False
+    estimate: float | None = None
+    reason: str | None = None
+    interval: list[float] | None = None
+
+
+class ResultPublic(BaseModel):
+    """What training ended with."""
+
+    model_config = ConfigDict(extra="allow")
+
+    estimate: float | None = Field(None, description="Predicted final accuracy (percent) when the engine converged.")
+    converged: bool = False
+    stop_epoch: float | None = None
+    epochs_trained: float | None = None
+    reason: str | None = None
+    shadow_stop_epoch: float | None = None
+    shadow_estimate: float | None = None
+    final_val_acc: float | None = Field(None, description="Validation accuracy at the last trained epoch.")
+
+
+class StatusEventData(BaseModel):
+    """Payload of a ``status`` event."""
+
+    status: JobStatus
+    at: datetime
+    reason: str | None = None
+    attempt: int = 0
+
+
+class ResultEventData(BaseModel):
+    """Payload of the final ``result`` event: the terminal status with the result or the failure."""
+
+    status: JobStatus
+    result: ResultPublic | None = None
+    error: str | None = None
+
+
+class JobPublic(BaseModel):
+    """A job as the API shows it; status and stream always agree (one write path)."""
+
+    id: str
+    status: JobStatus
+    created_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    updated_at: datetime | None = None
+    dataset: str
+    policy: str
+    shadow: bool = False
+    seed: int | None = None
+    search_id: str | None = None
+    label: str | None = None
+    params: int | None = None
+    flops: int | None = None
+    iterations: int = Field(0, description="Iterations reported so far.")
+    latest: IterationPublic | None = Field(None, description="The latest iteration and its prediction.")
+    result: ResultPublic | None = None
+    error: str | None = Field(None, description="Why the job failed, or why it was cancelled or re-queued.")
+    attempts: int = Field(0, description="Times a worker started this job.")
+    cancel_requested: bool = False
+    last_event_id: str | None = Field(None, description="Id of the newest event on the job's stream.")
+    links: JobLinks
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    count: int = Field(description="Jobs matching the filter, over all pages.")
+
+
+class JobEvent(BaseModel):
+    """One event of a job's stream as the client SDK yields it."""
+
+    id: str
+    event: str
+    data: Any
+
+    @property
+    def typed(self) -> IterationPublic | StatusEventData | ResultEventData | Any:
+        """The payload as its model (by event type)."""
+        if self.event == EVENT_ITERATION:
+            return IterationPublic.model_validate(self.data)
+        if self.event == EVENT_STATUS:
+            return StatusEventData.model_validate(self.data)
+        if self.event == EVENT_RESULT:
+            return ResultEventData.model_validate(self.data)
+        return self.data
+
+
+class DatasetPublic(BaseModel):
+    name: str
+    input_shape: list[int]
+    num_classes: int
+    description: str = ""
+
+
+class DatasetsPublic(BaseModel):
+    data: list[DatasetPublic]
+    count: int
+
+
+def job_links(job_id: str, base: str = "/v1/jobs") -> JobLinks:
+    """The three URLs of a job (relative to the server)."""
+    return JobLinks(self=f"{base}/{job_id}", events=f"{base}/{job_id}/events", result=f"{base}/{job_id}/result")

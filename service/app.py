@@ -1,0 +1,78 @@
+"""The FastAPI application: `create_app()` wires settings, Redis, error handling and routers.
+
+``uvicorn --factory service.app:create_app`` or `peng4nn serve` run it. Importing
+this module never imports torch: jobs are enqueued by dotted path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import FastAPI
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from rq import Queue
+
+from peng4nn import __version__
+from service.config import Settings, get_settings
+from service.errors import install_error_handlers
+from service.middleware import BodySizeLimit
+from service.routes import curves, datasets, health, jobs
+from worker.events import JobStore
+from worker.maintenance import run_maintenance
+
+log = logging.getLogger("peng4nn.service")
+
+ROUTERS = (health.router, datasets.router, jobs.router, curves.router)
+"""Mounted in this order; a new resource adds its router here (made with `service.deps.v1_router`)."""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    """Open the Redis clients and the maintenance loop; close them on shutdown."""
+    settings: Settings = app.state.settings
+    app.state.redis = Redis.from_url(settings.redis_url, decode_responses=True,
+                                     max_connections=settings.redis_max_connections)
+    app.state.rq_redis = Redis.from_url(settings.redis_url, max_connections=settings.redis_max_connections)
+    app.state.async_redis = AsyncRedis.from_url(settings.redis_url, decode_responses=True,
+                                                max_connections=settings.redis_max_connections)
+    app.state.store = JobStore(app.state.redis, settings.job_ttl_s)
+    app.state.queue = Queue(settings.queue_name, connection=app.state.rq_redis)
+    maintenance = asyncio.create_task(_maintenance_loop(app.state.queue, settings))
+    try:
+        yield
+    finally:
+        maintenance.cancel()
+        with suppress(asyncio.CancelledError):
+            await maintenance
+        await app.state.async_redis.aclose()
+        app.state.redis.close()
+        app.state.rq_redis.close()
+
+
+async def _maintenance_loop(queue: Queue, settings: Settings) -> None:
+    while True:
+        await asyncio.sleep(settings.maintenance_interval_s)
+        try:
+            await asyncio.to_thread(run_maintenance, queue, settings.job_ttl_s)
+        except Exception:  # keep the loop alive through Redis outages; each failure is logged
+            log.warning("maintenance pass failed", exc_info=True)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; ``settings`` default to the environment (read once)."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="PEng4NN",
+        version=__version__,
+        summary="Performance estimation for neural architecture search: submit networks, stream predictions.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

@@ -1,0 +1,91 @@
+"""Typed dependencies: settings, Redis clients, the job store, the caller's identity.
+
+Routes take these as annotated parameters (``redis: RedisDep``); tests swap them
+with ``app.dependency_overrides``. A new resource gets its router from
+`v1_router()`, which carries the bearer-token check and the common error responses.
+They are ``async def`` because they only read ``app.state`` (no thread hop).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from rq import Queue
+
+from service.config import Settings
+from service.errors import Unauthorized, error_responses
+from worker.events import JobStore
+
+PUBLIC_OWNER = "public"
+"""Owner of every job when access control is off."""
+
+
+async def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def get_redis(request: Request) -> Redis:
+    """Sync client (decoded strings) for plain ``def`` handlers."""
+    return request.app.state.redis
+
+
+async def get_async_redis(request: Request) -> AsyncRedis:
+    """Async client (decoded strings) for ``async def`` handlers (the SSE stream)."""
+    return request.app.state.async_redis
+
+
+async def get_store(request: Request) -> JobStore:
+    return request.app.state.store
+
+
+async def get_queue(request: Request) -> Queue:
+    """The RQ queue (on its own bytes client: RQ pickles)."""
+    return request.app.state.queue
+
+
+_bearer = HTTPBearer(auto_error=False, description="One of the tokens in PENG4NN_API_TOKENS (when set).")
+
+
+async def get_owner(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+) -> str:
+    """Who is calling: a digest of their bearer token, or "public" when tokens are off (401 if missing/wrong)."""
+    tokens = request.app.state.settings.api_tokens
+    if not tokens:
+        return PUBLIC_OWNER
+    if credentials is None:
+        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'",
+                           headers={"WWW-Authenticate": "Bearer"})
+    given = credentials.credentials.encode()
+    if not any(hmac.compare_digest(given, token.encode()) for token in tokens):
+        raise Unauthorized("invalid bearer token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return owner_id(credentials.credentials)
+
+
+def owner_id(token: str) -> str:
+    """A stable, non-reversible id of a token (stored with each job instead of the token)."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
+AsyncRedisDep = Annotated[AsyncRedis, Depends(get_async_redis)]
+StoreDep = Annotated[JobStore, Depends(get_store)]
+QueueDep = Annotated[Queue, Depends(get_queue)]
+OwnerDep = Annotated[str, Depends(get_owner)]
+
+
+def v1_router(prefix: str, tag: str) -> APIRouter:
+    """A router under ``/v1<prefix>`` that requires a token when tokens are configured."""
+    return APIRouter(
+        prefix=f"/v1{prefix}",
+        tags=[tag],
+        dependencies=[Depends(get_owner)],
+        responses=error_responses(401, 422, 503),
+    )

@@ -1,0 +1,218 @@
+"""What the job routes do: validate, create-and-enqueue atomically, read, list, cancel.
+
+Kept apart from the route functions so that those stay 5-20 lines. Everything
+here is synchronous (redis-py and RQ block) and runs in the handlers' thread pool.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from redis import Redis
+from rq import Callback, Queue, Retry
+
+from peng4nn.datasets import DATASET_NAMES, dataset_info
+from peng4nn.jobs import (
+    IterationPublic,
+    JobAccepted,
+    JobCreate,
+    JobPublic,
+    JobsPublic,
+    JobStatus,
+    ResultEventData,
+    ResultPublic,
+    TERMINAL_STATUSES,
+    job_links,
+)
+from peng4nn.policies import PolicyConfigError, make_policy
+from peng4nn.spec import SpecError, SpecLimits, analyze_spec
+from service.config import Settings
+from service.errors import InvalidInput, JobNotFound, StateConflict
+from worker.events import JobStore, index_key, now, record_key
+
+RUN_JOB = "worker.tasks.run_job"
+"""Dotted path of the worker entry point: the API never imports it (nor torch)."""
+
+ON_FAILURE = "worker.tasks.on_job_failure"
+"""RQ failure callback: records timeouts and abandoned (worker died) jobs."""
+
+
+def validate_job(create: JobCreate, loc: tuple = ("body",)) -> tuple[dict[str, Any], list[dict]]:
+    """Check what pydantic cannot: dataset name, shapes and cost, policy parameters.
+
+    Returns the record fields and the list of errors (each ``{loc, msg}``).
+    """
+    errors: list[dict] = []
+    if create.dataset not in DATASET_NAMES:
+        errors.append({"loc": (*loc, "dataset"),
+                       "msg": f"unknown dataset {create.dataset!r}; available: {', '.join(DATASET_NAMES)}"})
+        return {}, errors
+    info = dataset_info(create.dataset)
+    report = None
+    try:
+        report = analyze_spec(create.architecture, info.input_shape, info.num_classes, SpecLimits())
+    except SpecError as exc:
+        errors += [{"loc": (*loc, "architecture", *e["loc"]), "msg": e["msg"]} for e in exc.errors]
+    try:
+        make_policy(create.policy, estimator=create.estimator, num_classes=info.num_classes, **create.policy_params)
+    except (PolicyConfigError, TypeError, ValueError) as exc:
+        field = "policy" if "'policy' parameter" in str(exc) else "policy_params"
+        errors.append({"loc": (*loc, field), "msg": str(exc)})
+    if errors or report is None:
+        return {}, errors
+    fields = {
+        "created_at": now(),
+        "dataset": create.dataset,
+        "policy": create.policy,
+        "shadow": create.shadow,
+        "seed": create.seed,
+        "search_id": create.search_id,
+        "label": create.label,
+        "params": report.params,
+        "flops": report.flops,
+        "iterations": 0,
+        "attempts": 0,
+        "request": create.model_dump_json(by_alias=True),
+    }
+    return fields, errors
+
+
+def submit_jobs(store: JobStore, queue: Queue, settings: Settings, owner: str, creates: list[JobCreate],
+                loc_prefix: tuple = ("body",), indexed: bool = False) -> list[JobAccepted]:
+    """Validate every job, then create and enqueue all of them in one Redis transaction (all or nothing)."""
+    validated, errors = [], []
+    for i, create in enumerate(creates):
+        fields, errs = validate_job(create, (*loc_prefix, i) if indexed else loc_prefix)
+        validated.append(fields)
+        errors += errs
+    if errors:
+        raise InvalidInput("; ".join(f"{_loc(e['loc'])}: {e['msg']}" for e in errors[:5]), errors=errors)
+
+    retry = Retry(max=settings.requeue_on_worker_loss) if settings.requeue_on_worker_loss else None
+    accepted, enqueue = [], []
+    with queue.connection.pipeline(transaction=True) as pipe:
+        for fields in validated:
+            job_id = uuid.uuid4().hex
+            store.create(job_id, owner, fields, pipeline=pipe)
+            enqueue.append(Queue.prepare_data(
+                RUN_JOB, args=(job_id,), job_id=job_id, timeout=settings.job_timeout_s,
+                result_ttl=settings.result_ttl_s, failure_ttl=settings.failure_ttl_s, retry=retry,
+                on_failure=Callback(ON_FAILURE), description=f"peng4nn job {job_id}",
+            ))
+            accepted.append(JobAccepted(
+                id=job_id, status=JobStatus.QUEUED, created_at=_time(fields["created_at"]),
+                params=fields["params"], flops=fields["flops"], links=job_links(job_id),
+            ))
+        queue.enqueue_many(enqueue, pipeline=pipe)
+        pipe.execute()
+    return accepted
+
+
+def get_record(store: JobStore, owner: str, job_id: str) -> dict[str, str]:
+    """The job's record; `JobNotFound` when missing, expired or owned by another token."""
+    record = store.get(job_id) if _valid_id(job_id) else None
+    if record is None or record.get("owner") != owner:
+        raise JobNotFound(job_id)
+    return record
+
+
+def to_public(job_id: str, record: dict[str, str]) -> JobPublic:
+    return JobPublic(
+        id=job_id,
+        status=JobStatus(record["status"]),
+        created_at=_time(record["created_at"]),
+        started_at=_time(record.get("started_at")),
+        ended_at=_time(record.get("ended_at")),
+        updated_at=_time(record.get("updated_at")),
+        dataset=record.get("dataset", ""),
+        policy=record.get("policy", ""),
+        shadow=record.get("shadow") == "1",
+        seed=_int(record.get("seed")),
+        search_id=record.get("search_id"),
+        label=record.get("label"),
+        params=_int(record.get("params")),
+        flops=_int(record.get("flops")),
+        iterations=_int(record.get("iterations")) or 0,
+        latest=IterationPublic.model_validate_json(record["latest"]) if record.get("latest") else None,
+        result=ResultPublic.model_validate_json(record["result"]) if record.get("result") else None,
+        error=record.get("error"),
+        attempts=_int(record.get("attempts")) or 0,
+        cancel_requested=record.get("cancel_requested") == "1",
+        last_event_id=record.get("last_event_id"),
+        links=job_links(job_id),
+    )
+
+
+def list_jobs(redis: Redis, store: JobStore, owner: str, status: JobStatus | None, offset: int,
+              limit: int) -> JobsPublic:
+    """Newest first; records that expired since they were indexed are dropped from the index."""
+    index = index_key(owner, status.value if status else None)
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(index)
+        pipe.zrevrange(index, offset, offset + limit - 1)
+        count, ids = pipe.execute()
+    with redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hgetall(record_key(job_id))
+        records = pipe.execute()
+    data, expired = [], []
+    for job_id, record in zip(ids, records):
+        if record:
+            data.append(to_public(job_id, record))
+        else:
+            expired.append(job_id)
+    if expired:
+        redis.zrem(index, *expired)
+        count -= len(expired)
+    return JobsPublic(data=data, count=count)
+
+
+def cancel_job(store: JobStore, queue: Queue, owner: str, job_id: str) -> JobPublic:
+    """Queued: cancelled now and never runs. Running: flagged; the worker stops at the next iteration."""
+    record = get_record(store, owner, job_id)
+    status = JobStatus(record["status"])
+    if status is JobStatus.QUEUED:
+        done = store.finish(job_id, JobStatus.CANCELLED, error="cancelled before it started",
+                            expect=[JobStatus.QUEUED])
+        if done.ok:
+            queue.remove(job_id)
+            return to_public(job_id, get_record(store, owner, job_id))
+        status = JobStatus(done.status)  # a worker took it meanwhile
+    if status is JobStatus.RUNNING:
+        flagged = store.apply(job_id, expect=[JobStatus.RUNNING], set_fields={"cancel_requested": True})
+        if flagged.ok:
+            return to_public(job_id, get_record(store, owner, job_id))
+        status = JobStatus(flagged.status)
+    raise StateConflict(f"job {job_id!r} is already {status.value}; there is nothing to cancel")
+
+
+def get_result(store: JobStore, owner: str, job_id: str) -> ResultEventData:
+    record = get_record(store, owner, job_id)
+    status = JobStatus(record["status"])
+    if status not in TERMINAL_STATUSES:
+        raise StateConflict(f"job {job_id!r} is {status.value}; its result exists once it has ended")
+    result = json.loads(record["result"]) if record.get("result") else None
+    return ResultEventData(status=status, result=result, error=record.get("error"))
+
+
+def _valid_id(job_id: str) -> bool:
+    return 0 < len(job_id) <= 64 and job_id.isalnum()
+
+
+def _time(value: str | float | None) -> datetime | None:
+    if value in (None, ""):
+        return None
+    return datetime.fromtimestamp(float(value), tz=timezone.utc)
+
+
+def _int(value: str | None) -> int | None:
+    return int(float(value)) if value not in (None, "") else None
+
+
+def _loc(loc) -> str:
+    from service.errors import format_loc
+
+    return format_loc(list(loc))

@@ -1,0 +1,1 @@
+"""One router per resource; `service.app.ROUTERS` lists them in the order they are mounted."""

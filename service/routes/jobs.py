@@ -1,0 +1,144 @@
+"""/v1/jobs: submit, batch-submit, read, list, cancel, and stream a job's events.
+
+Threading model: every JSON handler is a plain ``def`` using the sync Redis client
+and RQ (FastAPI runs it in its thread pool); the one streaming handler is
+``async def`` using ``redis.asyncio`` throughout, because a thread per open
+stream would not scale to hundreds of streams. No handler mixes the two.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterable
+from typing import Annotated
+
+from fastapi import Depends, Header, Query, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from peng4nn.jobs import (
+    EVENT_RESULT,
+    JobAccepted,
+    JobBatchCreate,
+    JobCreate,
+    JobPublic,
+    JobsAccepted,
+    JobsPublic,
+    JobStatus,
+    ResultEventData,
+    TERMINAL_STATUSES,
+)
+from service import jobs
+from service.deps import AsyncRedisDep, OwnerDep, QueueDep, RedisDep, SettingsDep, StoreDep, v1_router
+from service.errors import InvalidInput, JobNotFound, StreamEnded, error_responses
+from worker.events import record_key, stream_key
+
+router = v1_router("/jobs", "jobs")
+
+EVENT_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"
+MAX_BLOCK_MS = 2000
+"""Longest single XREAD wait (redis-py's default socket timeout is 5 s)."""
+"""A Redis stream id, which is what every event id is."""
+
+
+@router.post("", status_code=202, response_model=JobAccepted, responses=error_responses(413))
+def create_job(body: JobCreate, owner: OwnerDep, store: StoreDep, queue: QueueDep, settings: SettingsDep,
+               response: Response) -> JobAccepted:
+    """Submit one network: validated, queued, answered with its id and links."""
+    [accepted] = jobs.submit_jobs(store, queue, settings, owner, [body])
+    response.headers["Location"] = accepted.links.self
+    return accepted
+
+
+@router.post("/batch", status_code=202, response_model=JobsAccepted, responses=error_responses(413))
+def create_jobs(body: JobBatchCreate, owner: OwnerDep, store: StoreDep, queue: QueueDep,
+                settings: SettingsDep) -> JobsAccepted:
+    """Submit a whole generation: all valid or none queued; one id per architecture, in order."""
+    if len(body.jobs) > settings.max_batch:
+        raise InvalidInput(f"body.jobs: at most {settings.max_batch} jobs per batch; got {len(body.jobs)}",
+                           errors=[{"loc": ["body", "jobs"], "msg": f"at most {settings.max_batch} jobs per batch; "
+                                                                   f"got {len(body.jobs)}"}])
+    accepted = jobs.submit_jobs(store, queue, settings, owner, body.jobs, ("body", "jobs"), indexed=True)
+    return JobsAccepted(data=accepted, count=len(accepted))
+
+
+@router.get("", response_model=JobsPublic)
+def read_jobs(owner: OwnerDep, redis: RedisDep, store: StoreDep, status: JobStatus | None = None,
+              offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> JobsPublic:
+    """Your jobs, newest first, optionally of one status; ``count`` is the total over all pages."""
+    return jobs.list_jobs(redis, store, owner, status, offset, limit)
+
+
+@router.get("/{job_id}", response_model=JobPublic, responses=error_responses(404))
+def read_job(job_id: str, owner: OwnerDep, store: StoreDep) -> JobPublic:
+    """Status, timestamps, iterations so far, latest prediction, final result or failure reason."""
+    return jobs.to_public(job_id, jobs.get_record(store, owner, job_id))
+
+
+@router.get("/{job_id}/result", response_model=ResultEventData, responses=error_responses(404, 409))
+def read_job_result(job_id: str, owner: OwnerDep, store: StoreDep) -> ResultEventData:
+    """The final result of an ended job (409 while it is queued or running)."""
+    return jobs.get_result(store, owner, job_id)
+
+
+@router.delete("/{job_id}", response_model=JobPublic, status_code=202, responses=error_responses(404, 409))
+def cancel_job(job_id: str, owner: OwnerDep, store: StoreDep, queue: QueueDep, response: Response) -> JobPublic:
+    """Cancel: a queued job never runs (200); a running one stops at its next iteration (202)."""
+    job = jobs.cancel_job(store, queue, owner, job_id)
+    response.status_code = 200 if job.status is JobStatus.CANCELLED else 202
+    return job
+
+
+async def _stream_start(
+    job_id: str, owner: OwnerDep, redis: AsyncRedisDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", pattern=EVENT_ID_PATTERN)] = None,
+) -> str:
+    """Check the job before the stream opens (404 is a normal response) and return the cursor.
+
+    A client resuming after the final event gets 204, which tells SSE clients to stop reconnecting.
+    """
+    record = await redis.hgetall(record_key(job_id)) if re.fullmatch(r"[0-9A-Za-z]{1,64}", job_id) else None
+    if not record or record.get("owner") != owner:
+        raise JobNotFound(job_id)
+    cursor = last_event_id or "0-0"
+    ended = record["status"] in {s.value for s in TERMINAL_STATUSES}
+    if ended and _id_tuple(cursor) >= _id_tuple(record.get("last_event_id", "0-0")):
+        raise StreamEnded(f"job {job_id!r} has ended and every event up to {cursor} was delivered")
+    return cursor
+
+
+@router.get("/{job_id}/events", response_class=EventSourceResponse, responses={
+    200: {"description": "text/event-stream of status, iteration and result events", "content": {"text/event-stream": {}}},
+    204: {"description": "The job has ended and the client has every event: stop reconnecting."},
+    **error_responses(404)})
+async def stream_job_events(job_id: str, cursor: Annotated[str, Depends(_stream_start)],
+                            redis: AsyncRedisDep, settings: SettingsDep) -> AsyncIterable[ServerSentEvent]:
+    """Server-sent events: ``status``, ``iteration``, final ``result``; resume with ``Last-Event-ID``."""
+    key, idle_since = stream_key(job_id), time.monotonic()
+    try:
+        while True:
+            # Block at most MAX_BLOCK_MS per call: the client's socket timeout must not fire first.
+            idle_ms = (settings.sse_keepalive_s - (time.monotonic() - idle_since)) * 1000
+            reply = await redis.xread({key: cursor}, count=500, block=int(max(1, min(idle_ms, MAX_BLOCK_MS))))
+            if not reply:
+                if time.monotonic() - idle_since >= settings.sse_keepalive_s:
+                    if not await redis.exists(key):
+                        return  # expired while idle
+                    idle_since = time.monotonic()
+                    yield ServerSentEvent(comment="keep-alive")
+                continue
+            idle_since = time.monotonic()
+            for event_id, fields in reply[0][1]:
+                cursor = event_id
+                yield ServerSentEvent(id=event_id, event=fields["type"], raw_data=fields["data"])
+                if fields["type"] == EVENT_RESULT:
+                    return
+    except (RedisConnectionError, RedisTimeoutError):
+        return  # Redis went away: end the stream; the client resumes with Last-Event-ID
+
+
+def _id_tuple(event_id: str) -> tuple[int, int]:
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)

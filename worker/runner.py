@@ -1,0 +1,95 @@
+"""The RQ worker process: one per GPU, running jobs in-process with a heartbeat lease.
+
+`LeasedWorker` is RQ's `SimpleWorker` (no fork per job: the dataset and the CUDA
+context stay warm between jobs, and killing the process kills its job) plus a
+heartbeat thread that renews the job's lease every ``lease_s / 3`` seconds.
+When the process dies, the lease runs out after ``lease_s`` and the next
+maintenance pass (any worker's or the API's) fails or re-queues the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.worker import WorkerStatus
+
+from service.config import Settings
+from worker import tasks
+from worker.maintenance import prune_indexes
+
+log = logging.getLogger("peng4nn.worker")
+
+DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+"""Accepted ``--device`` values."""
+
+
+class LeasedWorker(SimpleWorker):
+    """SimpleWorker whose running job holds a short, renewed lease instead of job_timeout + 60 s."""
+
+    lease_s: int = 30
+    job_ttl_s: int = 7 * 24 * 3600
+
+    def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
+        return self.lease_s
+
+    def execute_job(self, job, queue):
+        execution = self.prepare_execution(job)
+        done = threading.Event()
+        beat = threading.Thread(target=self._renew_lease, args=(job, execution, done), daemon=True,
+                                name=f"lease-{job.id}")
+        beat.start()
+        try:
+            self.perform_job(job, queue, execution)
+        finally:
+            done.set()
+            beat.join()
+        self.set_state(WorkerStatus.IDLE)
+
+    def _renew_lease(self, job, execution, done: threading.Event) -> None:
+        while not done.wait(max(self.lease_s / 3.0, 0.2)):
+            try:
+                self.maintain_heartbeats(job, execution)
+            except Exception:  # a missed beat is retried; only a dead process lets the lease lapse
+                log.warning("heartbeat for job %s failed", job.id, exc_info=True)
+
+    def request_stop(self, signum, frame):
+        """Warm shutdown: the running job stops at its next iteration boundary and is re-queued."""
+        tasks.request_shutdown()
+        super().request_stop(signum, frame)
+
+    def run_maintenance_tasks(self):
+        super().run_maintenance_tasks()
+        prune_indexes(self.connection, self.job_ttl_s)
+
+
+def make_worker(settings: Settings, *, name: str | None = None, connection: Redis | None = None) -> LeasedWorker:
+    connection = connection or Redis.from_url(settings.redis_url)
+    queue = Queue(settings.queue_name, connection=connection)
+    worker = LeasedWorker(
+        [queue], connection=connection, name=name,
+        default_result_ttl=settings.result_ttl_s,
+        maintenance_interval=max(1, int(settings.maintenance_interval_s)),
+        job_monitoring_interval=max(1, settings.worker_lease_s // 3),
+        worker_ttl=max(10, settings.worker_lease_s * 2),
+    )
+    worker.lease_s = settings.worker_lease_s
+    worker.job_ttl_s = settings.job_ttl_s
+    return worker
+
+
+def run_worker(settings: Settings, *, device: str | None = None, burst: bool = False, name: str | None = None,
+               preload: bool = True) -> int:
+    """Serve jobs until stopped (or until the queue is empty with ``burst``); returns an exit code."""
+    if device is not None and not DEVICE_PATTERN.match(device):
+        raise ValueError(f"--device must be cpu, cuda, cuda:N or mps; got {device!r}")
+    tasks.configure(device)
+    if preload:
+        import peng4nn.train  # noqa: F401  - pay torch's import once, not in the first job
+    worker = make_worker(settings, name=name)
+    log.info("worker %s listening on %s (device %s)", worker.name, settings.queue_name, device or "default")
+    worker.work(burst=burst, logging_level="WARNING", with_scheduler=False)
+    return 0
