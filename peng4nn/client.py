@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from peng4nn.analyzer import Decision, Reason
 from peng4nn.jobs import (
     EVENT_RESULT,
     DatasetsPublic,
@@ -225,6 +226,12 @@ class Client:
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/healthz").json()
 
+    def observe(self, estimator: Any = None, *, num_classes: int | None = None,
+                label: str | None = None) -> "CurveSession":
+        """Open an observe-mode session for a network you train yourself (see `CurveSession`)."""
+        return CurveSession(self, self._request("POST", "/v1/curves",
+                                                json=_curve_body(estimator, num_classes, label)).json()["id"])
+
     def wait(self, job_id: str, timeout: float | None = None, poll_s: float = 0.5) -> JobPublic:
         """Block until the job has ended; returns its final state (TimeoutError after ``timeout`` s)."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -330,6 +337,12 @@ class AsyncClient:
     async def health(self) -> dict[str, Any]:
         return (await self._request("GET", "/healthz")).json()
 
+    async def observe(self, estimator: Any = None, *, num_classes: int | None = None,
+                      label: str | None = None) -> "AsyncCurveSession":
+        """Open an observe-mode session (see `AsyncCurveSession`)."""
+        response = await self._request("POST", "/v1/curves", json=_curve_body(estimator, num_classes, label))
+        return AsyncCurveSession(self, response.json()["id"])
+
     async def wait(self, job_id: str, timeout: float | None = None, poll_s: float = 0.5) -> JobPublic:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -369,3 +382,86 @@ class AsyncClient:
                 if failures > max_reconnects:
                     raise ConnectionFailed(self.base_url, exc) from None
                 await asyncio.sleep(RECONNECT_DELAY_S)
+
+
+# --------------------------------------------------------------------------- observe mode (/v1/curves)
+# Sessions for networks the caller trains itself. A session's `observe()` has the signature
+# of the library's `StoppingPolicy.observe()` and returns the same `Decision`, so code written
+# against an in-process policy runs unchanged against a service (the plug-ins rely on this).
+
+
+def _curve_body(estimator: Any, num_classes: int | None, label: str | None) -> dict[str, Any]:
+    if hasattr(estimator, "model_dump"):
+        estimator = estimator.model_dump(mode="json", exclude_unset=True)
+    body = {"estimator": estimator, "num_classes": num_classes, "label": label}
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _point(epoch: float, val_acc: float, val_loss: float | None = None,
+           train_loss: float | None = None) -> dict[str, Any]:
+    point = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss, "train_loss": train_loss}
+    return {k: v for k, v in point.items() if v is not None}
+
+
+def _points_body(points: Iterable[dict | tuple]) -> dict[str, Any]:
+    """``{"points": [...]}`` from dicts or ``(epoch, val_acc[, val_loss[, train_loss]])`` tuples."""
+    return {"points": [_point(**p) if isinstance(p, dict) else _point(*p) for p in points]}
+
+
+def _decision(data: dict[str, Any]) -> Decision:
+    interval = data.get("interval")
+    return Decision(epoch=data["epoch"], prediction=data["prediction"], a=data["a"], b=data["b"], c=data["c"],
+                    converged=data["converged"], stop=data["stop"], estimate=data["estimate"],
+                    reason=Reason(data["reason"]), interval=tuple(interval) if interval is not None else None)
+
+
+class CurveSession:
+    """One network's curve on the service: post points, get the engine's `Decision` after each."""
+
+    def __init__(self, client: Client, curve_id: str):
+        self.client, self.id = client, curve_id
+        self.n_points = 0
+        self.url = f"/v1/curves/{curve_id}"
+
+    def observe(self, epoch: float, val_acc: float, val_loss: float | None = None,
+                train_loss: float | None = None) -> Decision:
+        """Post one point (epoch increasing, accuracy in percent); ConflictError for a stale epoch."""
+        return self.observe_many([(epoch, val_acc, val_loss, train_loss)])
+
+    def observe_many(self, points: Iterable[dict | tuple]) -> Decision:
+        """Post several points at once (all or nothing); the decision after the last."""
+        data = self.client._request("POST", f"{self.url}/observations", json=_points_body(points)).json()
+        self.n_points = data["n_points"]
+        return _decision(data)
+
+    def get(self) -> dict[str, Any]:
+        """Every point with its decision, the latest and the first stopping decision."""
+        return self.client._request("GET", self.url).json()
+
+    def delete(self) -> None:
+        self.client._request("DELETE", self.url)
+
+
+class AsyncCurveSession:
+    """The asyncio twin of `CurveSession`."""
+
+    def __init__(self, client: AsyncClient, curve_id: str):
+        self.client, self.id = client, curve_id
+        self.n_points = 0
+        self.url = f"/v1/curves/{curve_id}"
+
+    async def observe(self, epoch: float, val_acc: float, val_loss: float | None = None,
+                      train_loss: float | None = None) -> Decision:
+        return await self.observe_many([(epoch, val_acc, val_loss, train_loss)])
+
+    async def observe_many(self, points: Iterable[dict | tuple]) -> Decision:
+        response = await self.client._request("POST", f"{self.url}/observations", json=_points_body(points))
+        data = response.json()
+        self.n_points = data["n_points"]
+        return _decision(data)
+
+    async def get(self) -> dict[str, Any]:
+        return (await self.client._request("GET", self.url)).json()
+
+    async def delete(self) -> None:
+        await self.client._request("DELETE", self.url)
