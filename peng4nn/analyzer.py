@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from peng4nn.curve import CurveFit, fit_curve, get_backend
+from peng4nn.curve import CurveFit, PrefixFitCache, fit_curve, get_backend
 
 #: Percentage points above chance accuracy still counted as "never learned".
 NEVER_LEARN_MARGIN = 1.0
@@ -210,7 +210,9 @@ class PredictionAnalyzer(StoppingPolicy):
         *,
         num_classes: int | None = None,
         backend: str = "fast",
+        fit_cache: PrefixFitCache | None = None,
     ):
+        """`fit_cache`: fits of a curve known in advance (replay); used only for the points seen so far."""
         if isinstance(settings, dict):
             settings = EstimatorSettings(**settings)
         self.settings = settings or EstimatorSettings()
@@ -222,6 +224,9 @@ class PredictionAnalyzer(StoppingPolicy):
         self.num_classes = num_classes
         self.never_learn = self.settings.never_learn_threshold(num_classes)
         self.last_fit: CurveFit | None = None
+        if fit_cache is not None and fit_cache.backend != backend:
+            raise ValueError(f"fit_cache was built with backend {fit_cache.backend!r}, the analyzer uses {backend!r}")
+        self.fit_cache = fit_cache
 
     def _check_losses(self, val_loss: float | None, train_loss: float | None) -> None:
         if self.settings.loss_check and (val_loss is None or not math.isfinite(val_loss)):
@@ -235,7 +240,10 @@ class PredictionAnalyzer(StoppingPolicy):
         h = self.history
         if len(h.points) < self.settings.c_min:
             return None, None, Reason.TOO_FEW_POINTS
-        fit = fit_curve(h.epochs(), h.accuracies(), self.backend)
+        epochs, accuracies = h.epochs(), h.accuracies()
+        fit = self.fit_cache.lookup(epochs, accuracies) if self.fit_cache is not None else None
+        if fit is None:
+            fit = fit_curve(epochs, accuracies, self.backend)
         if not fit.ok:
             return None, None, Reason.FIT_FAILED
         h.predictions[-1] = fit.a

@@ -102,18 +102,92 @@ def fit_curve(epochs, accuracies, backend: BackendName = "fast") -> FitResult:
     fitter = get_backend(backend)
     if x.shape != y.shape or x.ndim != 1:
         raise ValueError(f"epochs and accuracies must be 1-D of equal length; got {x.shape} and {y.shape}")
-    if len(x) < MIN_POINTS:
-        return FitFailed(f"needs at least {MIN_POINTS} points, got {len(x)}", len(x), fitter.name)
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        return FitFailed("non-finite epoch or accuracy", len(x), fitter.name)
-    if x[0] <= 0 or np.any(np.diff(x) <= 0):
-        return FitFailed("epochs must be positive and strictly increasing", len(x), fitter.name)
+    failed = _checked(x, y, fitter.name)
+    if failed is not None:
+        return failed
     xs, scale = rescale_epochs(x)
     result = fitter.fit(xs, y)
     if isinstance(result, str):
         return FitFailed(result, len(x), fitter.name)
     a, b, c = result
     return CurveFit(a, b, c, sum_squared_residuals(xs, y, a, b, c), len(x), fitter.name, scale)
+
+
+def _checked(x: np.ndarray, y: np.ndarray, backend: str) -> FitFailed | None:
+    if len(x) < MIN_POINTS:
+        return FitFailed(f"needs at least {MIN_POINTS} points, got {len(x)}", len(x), backend)
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        return FitFailed("non-finite epoch or accuracy", len(x), backend)
+    if x[0] <= 0 or np.any(np.diff(x) <= 0):
+        return FitFailed("epochs must be positive and strictly increasing", len(x), backend)
+    return None
+
+
+def fit_prefixes(epochs, accuracies, lengths, backend: BackendName = "fast") -> list[FitResult]:
+    """Fit the first `length` points of one curve for each length: what `fit_curve` gives each prefix.
+
+    The `fast` back-end fits all prefixes in one batch (a few times the cost of one fit);
+    `scipy` fits them one by one.
+    """
+    x = np.asarray(epochs, dtype=float)
+    y = np.asarray(accuracies, dtype=float)
+    fitter = get_backend(backend)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"epochs and accuracies must be 1-D of equal length; got {x.shape} and {y.shape}")
+    lengths = [int(n) for n in lengths]
+    if any(not 1 <= n <= len(x) for n in lengths):
+        raise ValueError(f"every length must be in [1, {len(x)}]; got {lengths}")
+    if not isinstance(fitter, FastBackend):
+        return [fit_curve(x[:n], y[:n], backend) for n in lengths]
+    results: list[FitResult | None] = [None] * len(lengths)
+    batch = []
+    whole_ok = _checked(x[: max(lengths, default=0)], y[: max(lengths, default=0)], fitter.name) is None
+    for i, n in enumerate(lengths):
+        failed = _checked(x[:n], y[:n], fitter.name) if n < MIN_POINTS or not whole_ok else None
+        if failed is not None:
+            results[i] = failed
+        else:
+            batch.append(i)
+    if batch:
+        xs, scale = rescale_epochs(x)
+        counts = np.array([lengths[i] for i in batch])
+        a, b, c = fitter.fit_prefixes(xs, y, counts)
+        for j, i in enumerate(batch):
+            n = lengths[i]
+            aj, bj, cj = float(a[j]), float(b[j]), float(c[j])
+            results[i] = CurveFit(aj, bj, cj, sum_squared_residuals(xs[:n], y[:n], aj, bj, cj), n, fitter.name, scale)
+    return results  # type: ignore[return-value]
+
+
+class PrefixFitCache:
+    """The fits of every prefix of one known curve, computed in batches as they are asked for.
+
+    Replay knows each recorded curve in advance; the analyzer still asks for the fit of
+    exactly the points it has seen (`lookup` checks them), so it never sees the future,
+    but the fits cost a batch per few points instead of one fit per point.
+    """
+
+    def __init__(self, epochs, accuracies, backend: BackendName = "fast"):
+        self.epochs = np.asarray(epochs, dtype=float)
+        self.accuracies = np.asarray(accuracies, dtype=float)
+        self.backend = get_backend(backend).name
+        self._fits: dict[int, FitResult] = {}
+
+    def lookup(self, epochs, accuracies) -> FitResult | None:
+        """The fit of these points if they are a prefix of the cached curve, else None."""
+        n = len(epochs)
+        if n > len(self.epochs) or not (
+            np.array_equal(self.epochs[:n], epochs) and np.array_equal(self.accuracies[:n], accuracies)
+        ):
+            return None
+        fit = self._fits.get(n)
+        if fit is None:
+            # Batch from n on: a batch costs little more than one fit, and the next points are likely asked next.
+            upto = min(len(self.epochs), 2 * n + 4)
+            lengths = range(n, upto + 1)
+            self._fits.update(zip(lengths, fit_prefixes(self.epochs, self.accuracies, lengths, self.backend)))
+            fit = self._fits[n]
+        return fit
 
 
 class ScipyBackend:
@@ -144,100 +218,169 @@ class ScipyBackend:
 
 
 class FastBackend:
-    """Exact bounded least squares by variable projection over lambda = ln b."""
+    """Exact bounded least squares by variable projection over lambda = ln b.
+
+    `fit_prefixes` fits several prefixes of one curve with one set of array operations
+    (replay needs the fit after every point of a recorded curve); `fit` is the one-prefix
+    case of the same code, so a prefix gets the same parameters either way. The coarse
+    grid is a fixed lattice in log lambda, so the grids of all prefixes are slices of one
+    lattice and the coarse search of every prefix is one cumulative sum.
+    """
 
     name = "fast"
 
-    #: Points of the initial log-spaced lambda grid, of each zoom grid, and zoom rounds.
-    grid_points = 96
+    #: Spacing of the coarse log-lambda lattice, points of each zoom grid, and zoom rounds.
+    lattice_step = 0.17
     zoom_points = 33
-    zoom_rounds = 2
+    zoom_rounds = 3
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float, float] | str:
-        dx = float(np.min(np.diff(x)))
-        span = float(x[-1] - x[0])
+        a, b, c = self.fit_prefixes(x, y, np.array([len(x)]))
+        return float(a[0]), float(b[0]), float(c[0])
+
+    def fit_prefixes(self, x: np.ndarray, y: np.ndarray, counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fit the first counts[p] points of one curve for each p; x rescaled (first point 1).
+
+        Callers validate the points (finite, x strictly increasing, every count >= 3).
+        Returns arrays a, b, c, one entry per count.
+        """
+        with np.errstate(all="ignore"):
+            return self._fit(_Prefixes(x, y, counts))
+
+    def _fit(self, problem: "_Prefixes"):
+        rows = problem.rows
         # Below lam_lo the exponential is a straight line over the data; above lam_hi it is
         # a step after the first point. Both limits are covered to float precision.
-        log_grid = np.linspace(math.log(1e-4 / span), math.log(40.0 / dx), self.grid_points)
-        stats = _Sums(x, y)
-        ssr, a_arr, k_arr = stats.profile(log_grid)
-        i = int(np.argmin(ssr))
-        step = log_grid[1] - log_grid[0]
-        lo, hi = log_grid[0], log_grid[-1]
-        best = (ssr[i], log_grid[i], a_arr[i], k_arr[i])
-        for round_ in range(self.zoom_rounds):
-            centre = best[1]
-            zoom = np.linspace(max(centre - step, lo), min(centre + step, hi), self.zoom_points)
-            step = zoom[1] - zoom[0]
-            zssr, za, zk = stats.profile(zoom)
-            j = int(np.argmin(zssr))
-            if zssr[j] <= best[0]:
-                best = (zssr[j], zoom[j], za[j], zk[j])
-            # A last parabolic step through the best point's neighbours lands on a smooth minimum.
-            if round_ == self.zoom_rounds - 1 and 0 < j < self.zoom_points - 1:
-                s0, s1, s2 = zssr[j - 1], zssr[j], zssr[j + 1]
-                denom = s0 - 2 * s1 + s2
-                if denom > 0:
-                    t = np.array([zoom[j] + 0.5 * step * (s0 - s2) / denom])
-                    tssr, ta, tk = stats.profile(t)
-                    if tssr[0] < best[0]:
-                        best = (tssr[0], t[0], ta[0], tk[0])
-        best_ssr, best_t, best_a, best_k = best
+        h = self.lattice_step
+        j_lo = np.floor(np.log(1e-4 / problem.span) / h)
+        j_hi = np.ceil(np.log(40.0 / problem.dx_min) / h)
+        lattice = h * np.arange(j_lo.min(), j_hi.max() + 1)
+        outside = (lattice < h * j_lo[:, None] - 1e-9) | (lattice > h * j_hi[:, None] + 1e-9)
+        found = problem.profile_shared(lattice)  # (3, P, m): ssr, a, k
+        found[0][outside] = np.inf
+        i = np.argmin(found[0], axis=1)
+        best = np.concatenate([found[:, rows, i], lattice[None, i]])  # (4, P): ssr, a, k, log-lambda
+        lo, hi = h * j_lo, h * j_hi
+        step = np.full(len(rows), h)
+        for _ in range(self.zoom_rounds):
+            z_lo = np.maximum(best[3] - step, lo)
+            z_hi = np.minimum(best[3] + step, hi)
+            zoom = z_lo[:, None] + (z_hi - z_lo)[:, None] * _unit(self.zoom_points)
+            step = (z_hi - z_lo) / (self.zoom_points - 1)
+            found = problem.profile(zoom)
+            j = np.argmin(found[0], axis=1)
+            candidate = np.concatenate([found[:, rows, j], zoom[None, rows, j]])
+            best = np.where(candidate[0] <= best[0], candidate, best)
+        # A last parabolic step through the best zoom point's neighbours lands on a smooth minimum.
+        jm = np.maximum(j - 1, 0)
+        jp = np.minimum(j + 1, self.zoom_points - 1)
+        s0, s1, s2 = found[0, rows, jm], found[0, rows, j], found[0, rows, jp]
+        denom = s0 - 2 * s1 + s2
+        t = zoom[rows, j] + 0.5 * step * (s0 - s2) / denom
+        usable = (j > 0) & (j < self.zoom_points - 1) & (denom > 0) & np.isfinite(t)
+        t = np.where(usable, t, best[3])[:, None]
+        candidate = np.concatenate([problem.profile(t)[:, :, 0], t.T])
+        best = np.where(usable & (candidate[0] < best[0]), candidate, best)
+        ssr, a, k, log_lam = best
         # b = 1 (lambda = 0) makes f the constant a - 1: the flat-curve boundary.
-        flat_a = min(max(stats.sy / stats.n + 1.0, A_MIN), A_MAX)
-        flat_ssr = stats.syy - 2 * (flat_a - 1) * stats.sy + stats.n * (flat_a - 1) ** 2
-        if flat_ssr <= best_ssr:
-            return flat_a, 1.0, 0.0
-        return self._to_abc(float(best_a), float(best_k), math.exp(best_t))
-
-    @staticmethod
-    def _to_abc(a: float, k_scaled: float, lam: float) -> tuple[float, float, float]:
-        # f = a - k_scaled * exp(-lam (x - 1)), so K = b^c = k_scaled * e^lam and c = ln K / lam.
-        c = math.log(k_scaled) / lam + 1.0
-        return a, math.exp(lam), max(c, 0.0)
+        n, sy, syy = problem.n, problem.sy, problem.syy
+        flat_a = np.clip(sy / n + 1.0, A_MIN, A_MAX)
+        flat = syy - 2 * (flat_a - 1) * sy + n * (flat_a - 1) ** 2 <= ssr
+        lam = np.exp(log_lam)
+        # f = a - k exp(-lam (x - 1)), so K = b^c = k e^lam and c = ln K / lam.
+        c = np.maximum(np.log(k) / lam + 1.0, 0.0)
+        return np.where(flat, flat_a, a), np.where(flat, 1.0, np.exp(lam)), np.where(flat, 0.0, c)
 
 
-class _Sums:
-    """Best (a, k) and SSR for each log-lambda, with a in [A_MIN, A_MAX] and K = b^c >= 1.
+_UNITS: dict[int, np.ndarray] = {}
+
+
+def _unit(points: int) -> np.ndarray:
+    """linspace(0, 1, points), cached: zoom grids are lo + (hi - lo) * unit."""
+    unit = _UNITS.get(points)
+    if unit is None:
+        unit = _UNITS[points] = np.linspace(0.0, 1.0, points)
+    return unit
+
+
+_BOUNDS_A = np.array([A_MIN, A_MAX])[:, None, None]
+
+
+class _Prefixes:
+    """Best (a, k) and SSR per log-lambda for prefixes of one curve, a in [A_MIN, A_MAX], K = b^c >= 1.
 
     Per lambda the model is y ~ a - k g with g = exp(-lambda (x - 1)) (g(1) = 1, well
     conditioned) and k >= exp(-lambda). The objective is a convex quadratic in (a, k): its
     minimum is the unconstrained one when feasible, else on an active bound (a = A_MIN,
     a = A_MAX or k = k_min), each solved in closed form.
+
+    Every sum over points runs along the first axis of a C-ordered array, which numpy adds
+    point after point: a prefix's sums do not depend on how many points follow it.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray):
-        self.dx = x - x[0]
-        self.y1 = np.stack([np.ones_like(y), y], axis=1)  # (n, 2)
-        self.n = float(len(y))
-        self.sy = float(y.sum())
-        self.syy = float(y @ y)
+    def __init__(self, x: np.ndarray, y: np.ndarray, counts):
+        x = np.asarray(x, dtype=float)
+        y = np.asarray(y, dtype=float)
+        counts = np.asarray(counts, dtype=int)
+        self.rows = np.arange(len(counts))
+        self.last = counts - 1
+        n_used = int(counts.max())
+        x, y = x[:n_used], y[:n_used]
+        self.dx = (x - x[0])[:, None, None]  # (n, 1, 1)
+        self.y = y[:, None, None]
+        self.partial = bool(np.any(counts < n_used))
+        self.valid = (np.arange(n_used)[:, None] < counts[None, :])[:, :, None]  # (n, P, 1)
+        self.span = self.dx[self.last, 0, 0]
+        steps = np.diff(x)
+        running_min = np.minimum.accumulate(steps)
+        self.dx_min = running_min[counts - 2]
+        self.n = counts.astype(float)
+        self.sy = np.cumsum(y)[self.last]
+        self.syy = np.cumsum(y * y)[self.last]
 
-    def profile(self, log_lams: np.ndarray):
-        n, sy, syy = self.n, self.sy, self.syy
+    def profile_shared(self, log_lams: np.ndarray) -> np.ndarray:
+        """One grid (m,) for every prefix -> (3, P, m): prefix sums from one cumulative sum."""
         lams = np.exp(log_lams)
-        g = np.exp(np.multiply.outer(-lams, self.dx))  # (L, n)
-        sg, sgy = (g @ self.y1).T
-        sgg = np.einsum("ij,ij->i", g, g)
+        g = np.exp(-lams * self.dx[:, :, 0])  # (n, m)
+        sums = np.cumsum(np.stack([g, g * self.y[:, :, 0], g * g], axis=1), axis=0)  # (n, 3, m)
+        sg, sgy, sgg = sums[self.last].transpose(1, 0, 2)  # each (P, m)
+        return self._best(np.broadcast_to(lams, sg.shape), sg, sgy, sgg)
+
+    def profile(self, log_lams: np.ndarray) -> np.ndarray:
+        """A grid per prefix (P, m) -> (3, P, m)."""
+        lams = np.exp(log_lams)
+        g = np.exp(-lams * self.dx)  # (n, P, m)
+        if self.partial:
+            g *= self.valid
+        sg = np.add.reduce(g, axis=0)
+        sgy = np.add.reduce(g * self.y, axis=0)
+        sgg = np.add.reduce(g * g, axis=0)
+        return self._best(lams, sg, sgy, sgg)
+
+    def _best(self, lams, sg, sgy, sgg) -> np.ndarray:
+        n, sy, syy = self.n[:, None], self.sy[:, None], self.syy[:, None]
         k_min = np.exp(-lams)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            det = sg * sg - n * sgg
-            a = np.empty((4, len(lams)))
-            k = np.empty((4, len(lams)))
-            a[0] = (sg * sgy - sy * sgg) / det
-            k[0] = (n * sgy - sg * sy) / det
-            a[1], a[2] = A_MIN, A_MAX
-            k[1] = np.maximum((A_MIN * sg - sgy) / sgg, k_min)
-            k[2] = np.maximum((A_MAX * sg - sgy) / sgg, k_min)
-            a[3] = np.clip((sy + k_min * sg) / n, A_MIN, A_MAX)
-            k[3] = k_min
-            ssr = syy + n * a * a + k * k * sgg - 2 * a * sy + 2 * k * sgy - 2 * a * k * sg
-            infeasible = ~((a[0] >= A_MIN) & (a[0] <= A_MAX) & (k[0] >= k_min))
-            ssr[0, infeasible] = np.inf
-        ssr[~np.isfinite(ssr)] = np.inf
-        pick = np.argmin(ssr, axis=0)
-        cols = np.arange(len(lams))
-        return ssr[pick, cols], a[pick, cols], k[pick, cols]
+        shape = sg.shape
+        a = np.empty((4, *shape))
+        k = np.empty((4, *shape))
+        det = sg * sg - n * sgg
+        a[0] = (sg * sgy - sy * sgg) / det
+        k[0] = (n * sgy - sg * sy) / det
+        a[1:3] = _BOUNDS_A
+        k[1:3] = np.maximum((_BOUNDS_A * sg - sgy) / sgg, k_min)
+        a[3] = np.clip((sy + k_min * sg) / n, A_MIN, A_MAX)
+        k[3] = k_min
+        ssr = syy + a * (n * a - 2 * sy) + k * (k * sgg + 2 * sgy) - 2 * a * k * sg
+        feasible = (a[0] >= A_MIN) & (a[0] <= A_MAX) & (k[0] >= k_min)
+        ssr[0] = np.where(feasible, ssr[0], np.inf)
+        ssr[np.isnan(ssr)] = np.inf
+        pick = np.argmin(ssr, axis=0).ravel()
+        cols = np.arange(pick.size)
+        out = np.empty((3, *shape))
+        out[0] = ssr.reshape(4, -1)[pick, cols].reshape(shape)
+        out[1] = a.reshape(4, -1)[pick, cols].reshape(shape)
+        out[2] = k.reshape(4, -1)[pick, cols].reshape(shape)
+        return out
 
 
 _BACKENDS: dict[str, FitBackend] = {"fast": FastBackend(), "scipy": ScipyBackend()}
