@@ -1,0 +1,153 @@
+"""`peng4nn replay CURVES.csv`: simulate a stopping policy on recorded curves and report the paper's metrics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+#: Classes assumed for the never-learn marker (chance accuracy) when --num-classes is not given.
+DEFAULT_NUM_CLASSES = 10
+
+_ESTIMATOR_OPTIONS = {  # option dest -> EstimatorSettings field
+    "N": "N",
+    "E": "E",
+    "e_max": "e_max",
+    "t": "t",
+    "loss_check": "loss_check",
+    "L": "L",
+    "c_min": "c_min",
+    "never_learn": "never_learn",
+    "window": "window",
+}
+_POLICY_OPTIONS = ("patience", "min_delta", "k", "monitor")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "replay",
+        help="simulate a stopping policy on recorded validation curves",
+        description=(
+            "Replay recorded validation curves (CSV: model_id,epoch,val_acc[,val_loss,train_loss]) through a "
+            "stopping policy, one model after another, and compare with the MENNDL baseline and the ground truth."
+        ),
+    )
+    p.add_argument("curves", metavar="CURVES.csv", help="recorded curves; rows of a model consecutive, in epoch order")
+    p.add_argument("--policy", default="paper", help="paper (default), menndl, patience or fixed")
+    p.add_argument("--backend", default="fast", choices=("fast", "scipy"), help="curve-fitting back-end (default fast)")
+    p.add_argument("--num-classes", type=int, default=DEFAULT_NUM_CLASSES,
+                   help=f"classes of the task, for the never-learn marker 100/classes+1 (default {DEFAULT_NUM_CLASSES})")
+    g = p.add_argument_group("estimator settings (the paper's symbols)")
+    g.add_argument("--N", type=int, help="predictions that must agree (default 3)")
+    g.add_argument("--E", type=float, help="epochs per iteration (default: inferred from the epoch spacing)")
+    g.add_argument("--e-max", dest="e_max", type=float, help="maximum epochs (default 20)")
+    g.add_argument("--t", type=float, help="allowed spread of the last N predictions, points (default 0.5)")
+    g.add_argument("--loss-check", dest="loss_check", action="store_true", default=None,
+                   help="the paper's LOSS flag (needs a val_loss column)")
+    g.add_argument("--L", type=float, help="epochs of the loss check (default 5)")
+    g.add_argument("--c-min", dest="c_min", type=int, help="fewest points fitted (default 3)")
+    g.add_argument("--never-learn", dest="never_learn", type=float, help="never-learn accuracy (default 100/classes+1)")
+    g.add_argument("--window", choices=("mean", "median"), help="centre of the last N predictions (default mean)")
+    b = p.add_argument_group("baseline policy parameters (only for the named policy)")
+    b.add_argument("--patience", type=float, help="menndl/patience: epochs without improvement")
+    b.add_argument("--min-delta", dest="min_delta", type=float, help="patience: smallest gain that counts")
+    b.add_argument("--k", type=float, help="fixed: epochs every model trains (default e_max)")
+    b.add_argument("--monitor", choices=("auto", "train_loss", "val_loss", "val_acc"), help="menndl: signal watched")
+    p.add_argument("--json", action="store_true", help="print one JSON object {summary, models} instead of a table")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from peng4nn.analyzer import EstimatorSettings
+    from peng4nn.cli import CliError
+    from peng4nn.metrics import summarize
+    from peng4nn.policies import PolicyConfigError
+    from peng4nn.replay import CurveFileError, baseline_monitor, infer_epoch_step, policy_factory, read_curves, replay
+
+    options = {field: getattr(args, dest) for dest, field in _ESTIMATOR_OPTIONS.items() if getattr(args, dest) is not None}
+    params = {name: getattr(args, name) for name in _POLICY_OPTIONS if getattr(args, name) is not None}
+    if args.num_classes < 2:
+        raise CliError(f"--num-classes must be at least 2; got {args.num_classes}")
+    settings = _settings(EstimatorSettings, ValidationError, CliError, options)  # fail fast, before reading
+
+    try:
+        curves = read_curves(args.curves, c_min=settings.c_min)
+    except CurveFileError as exc:
+        raise CliError(str(exc)) from None
+    e_inferred = "E" not in options
+    if e_inferred:
+        settings = _settings(EstimatorSettings, ValidationError, CliError, {**options, "E": infer_epoch_step(curves)})
+    if settings.loss_check and any(c.val_loss is None for c in curves):
+        raise CliError(f"{args.curves}:1: --loss-check needs a val_loss column")
+    if params.get("monitor") in ("train_loss", "val_loss") and any(getattr(c, params["monitor"]) is None for c in curves):
+        raise CliError(f"{args.curves}:1: --monitor {params['monitor']} needs a {params['monitor']} column")
+
+    try:
+        factory = policy_factory(
+            args.policy, estimator=settings, backend=args.backend, num_classes=args.num_classes, **params
+        )
+    except (PolicyConfigError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    monitor = baseline_monitor(curves)
+    outcomes = replay(curves, factory, e_max=settings.e_max, monitor=monitor)
+    summary = summarize(outcomes)
+
+    if args.json:
+        print(f"baseline: MENNDL rule on {monitor}", file=sys.stderr)
+        print(json.dumps({"summary": summary, "models": [o.to_dict() for o in outcomes]}))
+        return 0
+    print(_table(outcomes))
+    print()
+    print(_summary_text(summary, args.policy, settings, e_inferred, monitor))
+    return 0
+
+
+def _settings(settings_cls, validation_error, cli_error, options):
+    try:
+        return settings_cls(**options)
+    except validation_error as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        value = f"; got {err['input']!r}" if field != "settings" else ""
+        raise cli_error(f"invalid estimator setting {field}: {err['msg']}{value}") from None
+
+
+def _table(outcomes) -> str:
+    head = ("model_id", "stop", "estimate", "conv", "reason", "menndl", "actual_max", "saved")
+    rows = [
+        (
+            o.model_id,
+            f"{o.stop_epoch:g}",
+            f"{o.estimate:.2f}",
+            "yes" if o.converged else "no",
+            o.reason.value,
+            f"{o.baseline_stop_epoch:g}",
+            f"{o.actual_max:.2f}",
+            f"{o.epochs_saved:.0%}",
+        )
+        for o in outcomes
+    ]
+    widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
+    left = {0, 4}
+
+    def fmt(r):
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+
+    return "\n".join([fmt(head), fmt(tuple("-" * w for w in widths)), *map(fmt, rows)])
+
+
+def _summary_text(summary, policy, settings, e_inferred, monitor) -> str:
+    e_note = " (inferred from the epoch spacing)" if e_inferred else ""
+    lines = [
+        f"policy: {policy}; E={settings.E:g}{e_note}, e_max={settings.e_max:g}",
+        f"baseline: MENNDL rule on {monitor}",
+        f"models: {summary['n_models']}",
+        f"epochs saved vs baseline (mean): {summary['epochs_saved_mean']:.1%}",
+        f"throughput gain: {summary['throughput_gain']:.2f}x",
+        "overlap of best x%:          " + ", ".join(f"{x}%: {v:.2f}" for x, v in summary["overlap"].items()),
+        "mean accuracy diff (points): " + ", ".join(f"{x}%: {v:.2f}" for x, v in summary["mean_acc_diff"].items()),
+        f"regret@1 (points): {summary['regret_at_1']:.2f}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,352 @@
+"""Replay recorded validation curves through a stopping policy, as if the models were training now.
+
+A recorded curve is a model's full validation history (a CSV row per validation point).
+Replay feeds each model's points to a fresh policy one at a time, stops where the policy
+says stop, and records what the engine would have reported, alongside the MENNDL
+baseline's stop epoch and the ground truth (the best accuracy up to e_max).
+
+Models are replayed one after another in file order, each fully before the next: a
+population-aware policy (one that shares state across models, such as an Optuna pruner)
+only ever sees models that came before, exactly as in a live search.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings, PredictionAnalyzer, Reason, StoppingPolicy
+from peng4nn.curve import MIN_POINTS, PrefixFitCache
+from peng4nn.policies import make_policy
+
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "OPTIONAL_COLUMNS",
+    "CurveFileError",
+    "RecordedCurve",
+    "ModelOutcome",
+    "PolicyFactory",
+    "read_curves",
+    "infer_epoch_step",
+    "baseline_monitor",
+    "policy_factory",
+    "replay",
+]
+
+#: Columns every curves file must have; extra columns are ignored.
+REQUIRED_COLUMNS = ("model_id", "epoch", "val_acc")
+#: Columns used when present: losses feed the LOSS check and the MENNDL baseline.
+OPTIONAL_COLUMNS = ("val_loss", "train_loss")
+
+
+class CurveFileError(ValueError):
+    """A curves file cannot be replayed; names the file, the line (1 = header) and the model."""
+
+    def __init__(self, path: str | Path, line: int | None, model: str | None, message: str):
+        self.path = str(path)
+        self.line = line
+        self.model = model
+        self.message = message
+        where = self.path if line is None else f"{self.path}:{line}"
+        who = f" model {model!r}:" if model is not None else ""
+        super().__init__(f"{where}:{who} {message}")
+
+
+@dataclass(frozen=True, eq=False)
+class RecordedCurve:
+    """One model's recorded validation curve, in epoch order."""
+
+    model_id: str
+    epochs: np.ndarray
+    val_acc: np.ndarray
+    val_loss: np.ndarray | None
+    train_loss: np.ndarray | None
+    #: Line of the file where this model's first row is (1 = the header).
+    first_line: int = 0
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def point(self, i: int) -> tuple[float, float, float | None, float | None]:
+        """The i-th point as the arguments of `StoppingPolicy.observe`."""
+        return (
+            float(self.epochs[i]),
+            float(self.val_acc[i]),
+            None if self.val_loss is None else float(self.val_loss[i]),
+            None if self.train_loss is None else float(self.train_loss[i]),
+        )
+
+    def best_accuracy(self, e_max: float) -> float:
+        """Ground truth: the highest validation accuracy recorded up to e_max."""
+        upto = self.epochs <= e_max + EPOCH_TOLERANCE
+        return float(np.max(self.val_acc[upto])) if upto.any() else float(self.val_acc[0])
+
+
+@dataclass(frozen=True, eq=False)
+class ModelOutcome:
+    """What replay found for one model: the engine's answer, the baseline's stop and the truth."""
+
+    model_id: str
+    stop_epoch: float
+    estimate: float
+    converged: bool
+    reason: Reason
+    baseline_stop_epoch: float
+    actual_max: float
+    #: The policy's decision at every point it saw, up to and including the stop (for Fig. 4).
+    decisions: tuple[Decision, ...] = ()
+
+    @property
+    def epochs_saved(self) -> float:
+        """Fraction of the baseline's epochs the engine did not train (negative if it trained longer)."""
+        return 1.0 - self.stop_epoch / self.baseline_stop_epoch
+
+    def to_dict(self) -> dict[str, Any]:
+        """The per-model entry of `peng4nn replay --json`."""
+        return {
+            "model_id": self.model_id,
+            "stop_epoch": self.stop_epoch,
+            "estimate": self.estimate,
+            "converged": self.converged,
+            "baseline_stop_epoch": self.baseline_stop_epoch,
+            "actual_max": self.actual_max,
+        }
+
+
+PolicyFactory = Callable[[RecordedCurve], StoppingPolicy]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _number(raw: str | None, column: str, path, line: int, model: str | None) -> float:
+    if raw is None or raw.strip() == "":
+        raise CurveFileError(path, line, model, f"{column} is missing")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise CurveFileError(path, line, model, f"{column} is not a number: {raw!r}") from None
+    if not math.isfinite(value):
+        raise CurveFileError(path, line, model, f"{column} must be finite; got {raw!r}")
+    return value
+
+
+class _CurveBuilder:
+    def __init__(self, model_id: str, first_line: int, columns: Sequence[str]):
+        self.model_id = model_id
+        self.first_line = first_line
+        self.last_line = first_line
+        self.values: dict[str, list[float]] = {c: [] for c in columns}
+
+    def add(self, row: dict[str, float], line: int, path) -> None:
+        epochs = self.values["epoch"]
+        epoch = row["epoch"]
+        if epochs and epoch <= epochs[-1] + EPOCH_TOLERANCE:
+            what = "repeats" if abs(epoch - epochs[-1]) <= EPOCH_TOLERANCE else "decreases after"
+            raise CurveFileError(path, line, self.model_id, f"epoch {epoch:g} {what} epoch {epochs[-1]:g}; epochs must increase")
+        for column, value in row.items():
+            self.values[column].append(value)
+        self.last_line = line
+
+    def build(self) -> RecordedCurve:
+        v = self.values
+        return RecordedCurve(
+            model_id=self.model_id,
+            epochs=np.asarray(v["epoch"], dtype=float),
+            val_acc=np.asarray(v["val_acc"], dtype=float),
+            val_loss=np.asarray(v["val_loss"], dtype=float) if "val_loss" in v else None,
+            train_loss=np.asarray(v["train_loss"], dtype=float) if "train_loss" in v else None,
+            first_line=self.first_line,
+        )
+
+
+def read_curves(path: str | Path, *, c_min: int = MIN_POINTS) -> list[RecordedCurve]:
+    """Read and validate a curves CSV; raise `CurveFileError` at the first problem.
+
+    Rules: a header holding model_id, epoch and val_acc (val_loss and train_loss optional,
+    other columns ignored); every used value a finite number; epoch > 0 and strictly
+    increasing within a model; val_acc a percentage in [0, 100]; one model's rows
+    consecutive; at least `c_min` points per model; at least one model. Blank lines are skipped.
+    """
+    path = Path(path)
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise CurveFileError(path, None, None, f"cannot open: {exc.strerror or exc}") from None
+    with handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise CurveFileError(path, 1, None, "empty file; expected a header with " + ",".join(REQUIRED_COLUMNS))
+            names = [h.strip() for h in header]
+            missing = [c for c in REQUIRED_COLUMNS if c not in names]
+            if missing:
+                raise CurveFileError(
+                    path, 1, None, f"missing column(s) {', '.join(missing)}; the header has {', '.join(names) or 'nothing'}"
+                )
+            index = {c: names.index(c) for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in names}
+            numeric = [c for c in ("epoch", "val_acc", *OPTIONAL_COLUMNS) if c in index]
+            curves: list[RecordedCurve] = []
+            seen: dict[str, int] = {}
+            current: _CurveBuilder | None = None
+            for fields in reader:
+                line = reader.line_num
+                if not fields or all(not f.strip() for f in fields):
+                    continue
+
+                def raw(column: str) -> str | None:
+                    i = index[column]
+                    return fields[i] if i < len(fields) else None
+
+                model_id = (raw("model_id") or "").strip()
+                if not model_id:
+                    raise CurveFileError(path, line, None, "model_id is missing")
+                row = {c: _number(raw(c), c, path, line, model_id) for c in numeric}
+                if row["epoch"] <= 0:
+                    raise CurveFileError(path, line, model_id, f"epoch must be positive; got {row['epoch']:g}")
+                if not 0.0 <= row["val_acc"] <= 100.0:
+                    raise CurveFileError(
+                        path, line, model_id, f"val_acc must be a percentage in [0, 100]; got {row['val_acc']:g}"
+                    )
+                if current is None or model_id != current.model_id:
+                    if model_id in seen:
+                        raise CurveFileError(
+                            path, line, model_id,
+                            f"rows of one model must be consecutive; this model's earlier rows end at line {seen[model_id]}",
+                        )
+                    if current is not None:
+                        curves.append(_finished(current, c_min, path))
+                        seen[current.model_id] = current.last_line
+                    current = _CurveBuilder(model_id, line, numeric)
+                current.add(row, line, path)
+        except csv.Error as exc:
+            raise CurveFileError(path, reader.line_num, None, f"malformed CSV: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise CurveFileError(path, None, None, f"not UTF-8 text: {exc.reason}") from None
+    if current is None:
+        raise CurveFileError(path, 2, None, "no data rows after the header")
+    curves.append(_finished(current, c_min, path))
+    return curves
+
+
+def _finished(builder: _CurveBuilder, c_min: int, path) -> RecordedCurve:
+    n = len(builder.values["epoch"])
+    if n < c_min:
+        raise CurveFileError(
+            path, builder.first_line, builder.model_id, f"has {n} point(s); at least c_min={c_min} are needed to fit a curve"
+        )
+    return builder.build()
+
+
+def infer_epoch_step(curves: Iterable[RecordedCurve]) -> float:
+    """E, the epochs per iteration: the median spacing between consecutive recorded epochs."""
+    steps = np.concatenate([np.diff(c.epochs) for c in curves])
+    return float(round(statistics.median(steps.tolist()), 9))
+
+
+def baseline_monitor(curves: Sequence[RecordedCurve]) -> str:
+    """The signal MENNDL's rule watches: train_loss if recorded, else val_loss, else val_acc."""
+    for column in ("train_loss", "val_loss"):
+        if curves and all(getattr(c, column) is not None for c in curves):
+            return column
+    return "val_acc"
+
+
+# --------------------------------------------------------------------------- replaying
+
+
+def policy_factory(
+    name: str = "paper",
+    *,
+    estimator: EstimatorSettings | dict | None = None,
+    backend: str = "fast",
+    num_classes: int | None = None,
+    **params: Any,
+) -> PolicyFactory:
+    """A factory of fresh per-model policies by name; bad names or parameters fail here, not mid-replay."""
+    probe = make_policy(name, estimator=estimator, num_classes=num_classes, backend=backend, **params)  # validate now
+
+    if isinstance(probe, PredictionAnalyzer):
+        settings = probe.settings
+
+        def factory(curve: RecordedCurve) -> StoppingPolicy:
+            # The paper policy gets the curve's prefix fits in batches: same rule, a fraction of the fitting cost.
+            cache = PrefixFitCache(curve.epochs, curve.val_acc, backend) if backend == "fast" else None
+            return PredictionAnalyzer(settings, num_classes=num_classes, backend=backend, fit_cache=cache)
+
+        return factory
+
+    def factory(curve: RecordedCurve) -> StoppingPolicy:
+        return make_policy(name, estimator=estimator, num_classes=num_classes, backend=backend, **params)
+
+    return factory
+
+
+def run_policy(policy: StoppingPolicy, curve: RecordedCurve) -> tuple[Decision | None, list[Decision]]:
+    """Feed the curve's points to the policy until it stops or the curve ends; then call finish()."""
+    decisions: list[Decision] = []
+    try:
+        for i in range(len(curve)):
+            decision = policy.observe(*curve.point(i))
+            decisions.append(decision)
+            if decision.stop:
+                break
+    finally:
+        policy.finish()
+    return policy.final, decisions
+
+
+def replay(
+    curves: Sequence[RecordedCurve],
+    factory: PolicyFactory,
+    *,
+    e_max: float = 20.0,
+    monitor: str | None = None,
+    baseline_factory: PolicyFactory | None = None,
+) -> list[ModelOutcome]:
+    """Replay every curve through a fresh policy from `factory`, in order, one model at a time.
+
+    The baseline is MENNDL's rule (at most e_max epochs, stop when the monitored signal has
+    not improved for 10 epochs) on `monitor` (default: `baseline_monitor(curves)`). A curve
+    that ends before a policy stops ends the model at its last point with reason
+    `curve_ended`, estimate = the best accuracy seen.
+    """
+    if baseline_factory is None:
+        watched = monitor or baseline_monitor(curves)
+        baseline_factory = policy_factory("menndl", estimator={"e_max": e_max}, monitor=watched)
+    outcomes = []
+    for curve in curves:
+        final, decisions = run_policy(factory(curve), curve)
+        base_final, base_decisions = run_policy(baseline_factory(curve), curve)
+        last = decisions[-1]
+        if final is None:
+            stop_epoch, estimate, converged, reason = last.epoch, _best_seen(curve, len(decisions)), False, Reason.CURVE_ENDED
+        else:
+            stop_epoch, estimate, converged, reason = final.epoch, final.estimate, final.converged, final.reason
+            if estimate is None:  # a stopping decision always carries one; guard against a policy that forgets
+                estimate = _best_seen(curve, len(decisions))
+        baseline_stop = base_final.epoch if base_final is not None else base_decisions[-1].epoch
+        outcomes.append(
+            ModelOutcome(
+                model_id=curve.model_id,
+                stop_epoch=float(stop_epoch),
+                estimate=float(estimate),
+                converged=bool(converged),
+                reason=reason,
+                baseline_stop_epoch=float(baseline_stop),
+                actual_max=curve.best_accuracy(e_max),
+                decisions=tuple(decisions),
+            )
+        )
+    return outcomes
+
+
+def _best_seen(curve: RecordedCurve, n_points: int) -> float:
+    return float(np.max(curve.val_acc[:n_points]))
