@@ -132,3 +132,25 @@ def test_values_outside_percent_name_the_trial_and_the_scale():
     study = optuna.create_study(direction="maximize", pruner=PEng4NNPruner())
     with pytest.raises(ValueError, match=r"trial 0, step 0: intermediate value 250.0 \(x value_scale 1.0\)"):
         study.optimize(objective, n_trials=1, catch=())
+
+
+def test_remote_pruner_decides_like_the_in_process_one(api):
+    """Given a client, each trial's curve is a session on a live service; same prunes, same estimates."""
+    from peng4nn.client import Client
+
+    curves = recorded_curves()
+    server = api()
+    with Client(server.url) as client:
+        remote, remote_reported = run_study(PEng4NNPruner(num_classes=100, client=client), curves)
+        sessions = {s["label"]: s for s in (client._request("GET", f"/v1/curves/{cid}").json()
+                                            for cid in _session_ids(server))}
+    local, local_reported = run_study(PEng4NNPruner(num_classes=100), curves)
+    assert remote_reported == local_reported
+    for r, l in zip(remote.trials, local.trials):
+        assert (r.state, r.user_attrs) == (l.state, l.user_attrs)
+        assert sessions[f"optuna-trial-{r.number}"]["n_points"] == remote_reported[r.number]
+
+
+def _session_ids(server) -> list[str]:
+    redis = server.app.state.redis
+    return [k.split(":")[2] for k in redis.scan_iter("peng4nn:curve:*") if k.count(":") == 2]

@@ -2,12 +2,12 @@
 
 The caller opens a session, posts each validation point and gets the engine's decision
 back at once: it is made in this process by the library's policy with the fast fitting
-back-end (no queue hop). Plain ``def`` handlers on the sync Redis client, as in jobs.
+back-end (no queue hop). ``async def`` handlers on ``redis.asyncio`` throughout: the fit
+runs inline on the event loop (see `service.curve_sessions` for why not in a thread).
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
@@ -16,7 +16,6 @@ from service.curve_schemas import (
     CurveCreate,
     CurveCreated,
     CurvePublic,
-    DecisionPublic,
     ObservationResult,
     ObservationsCreate,
 )
@@ -26,19 +25,14 @@ from service.errors import error_responses
 
 router = v1_router("/curves", "curves")
 
-_create_lock = threading.Lock()
 
-
-def get_curve_sessions(request: Request) -> CurveSessions:
-    """The process's session store, made on first use (settings from ``app.state.curve_settings`` or the env)."""
+async def get_curve_sessions(request: Request) -> CurveSessions:
+    """The app's session store, made on first use (settings from ``app.state.curve_settings`` or the env)."""
     state = request.app.state
     sessions = getattr(state, "curve_sessions", None)
-    if sessions is None or sessions.redis is not state.redis:
-        with _create_lock:
-            sessions = getattr(state, "curve_sessions", None)
-            if sessions is None or sessions.redis is not state.redis:
-                settings = getattr(state, "curve_settings", None) or CurveSettings()
-                sessions = state.curve_sessions = CurveSessions(state.redis, settings)
+    if sessions is None or sessions.redis is not state.async_redis:  # none yet, or the app restarted
+        settings = getattr(state, "curve_settings", None) or CurveSettings()
+        sessions = state.curve_sessions = CurveSessions(state.async_redis, settings)
     return sessions
 
 
@@ -46,29 +40,29 @@ SessionsDep = Annotated[CurveSessions, Depends(get_curve_sessions)]
 
 
 @router.post("", status_code=201, response_model=CurveCreated)
-def create_curve(owner: OwnerDep, sessions: SessionsDep, response: Response,
+async def create_curve(owner: OwnerDep, sessions: SessionsDep, response: Response,
                  body: CurveCreate | None = None) -> CurveCreated:
     """Open an observation session (estimator settings, classes and label are optional)."""
-    curve_id = sessions.create(owner, body or CurveCreate())
+    curve_id = await sessions.create(owner, body or CurveCreate())
     response.headers["Location"] = f"/v1/curves/{curve_id}"
     return CurveCreated(id=curve_id, expires_in_s=sessions.settings.ttl_s)
 
 
 @router.post("/{curve_id}/observations", response_model=ObservationResult, responses=error_responses(404, 409))
-def observe_curve(curve_id: str, body: ObservationsCreate, owner: OwnerDep, sessions: SessionsDep) -> ObservationResult:
+async def observe_curve(curve_id: str, body: ObservationsCreate, owner: OwnerDep, sessions: SessionsDep) -> ObservationResult:
     """Append points (epochs increasing) and answer the decision after the last one; all or nothing."""
-    decision, n_points = sessions.observe(curve_id, owner, body.points)
-    return ObservationResult(**DecisionPublic.of(decision).model_dump(), n_points=n_points)
+    decision, n_points = await sessions.observe(curve_id, owner, body.points)
+    return ObservationResult.model_validate({**decision.to_dict(), "n_points": n_points})
 
 
 @router.get("/{curve_id}", response_model=CurvePublic, responses=error_responses(404))
-def read_curve(curve_id: str, owner: OwnerDep, sessions: SessionsDep) -> CurvePublic:
+async def read_curve(curve_id: str, owner: OwnerDep, sessions: SessionsDep) -> CurvePublic:
     """Every point with the decision made after it, the latest and the first stopping decision."""
-    return sessions.get(curve_id, owner)
+    return await sessions.get(curve_id, owner)
 
 
 @router.delete("/{curve_id}", status_code=204, responses=error_responses(404))
-def delete_curve(curve_id: str, owner: OwnerDep, sessions: SessionsDep) -> Response:
+async def delete_curve(curve_id: str, owner: OwnerDep, sessions: SessionsDep) -> Response:
     """Forget a session and its points."""
-    sessions.delete(curve_id, owner)
+    await sessions.delete(curve_id, owner)
     return Response(status_code=204)

@@ -1,0 +1,193 @@
+"""Observe-mode throughput and latency against `peng4nn serve`: many concurrent sessions posting points.
+
+Usage: python bench/bench_observe.py [--sessions 200] [--duration 20] [--api-workers 1] [--modes cached,replay]
+
+Each of --sessions closed-loop clients (own keep-alive connection) opens a session, posts
+one synthetic validation point at a time (the curves of bench_replay.py: learners,
+never-learners, late and noisy ones; E = 0.5, e_max = 20) until the engine says stop or
+the curve ends, then opens the next session. One `peng4nn serve --workers 0` per mode,
+on the embedded Redis, side by side in one run:
+
+* ``cached``: the default, each API process keeps the session's policy (one fit per point);
+* ``replay``: ``PENG4NN_CURVE_CACHE_SIZE=0``, a fresh policy replays the stored points on
+  every post (the obvious alternative).
+
+Prints observations/s, p50/p99/max latency of the observation posts, and, for where the
+time goes, the in-process cost of one `policy.observe()` (the fit) on the same curves.
+The load generator speaks HTTP/1.1 on raw asyncio streams so that it costs the shared
+CPUs as little as possible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_replay import synthetic_curves  # noqa: E402
+
+from peng4nn.policies import make_policy  # noqa: E402
+from worker.embedded import free_port  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Connection:
+    """A minimal HTTP/1.1 keep-alive client: enough for JSON requests to our own API."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+
+    async def open(self) -> "Connection":
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        return self
+
+    async def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+        data = json.dumps(body).encode() if body is not None else b""
+        self.writer.write(
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n".encode() + data
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        return status, await self.reader.readexactly(length) if length else b""
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def curve_pool(n: int, seed: int) -> list[list[tuple[float, float]]]:
+    return [[(float(e), float(a)) for e, a in zip(epochs, acc)]
+            for _, epochs, acc, _, _ in synthetic_curves(n, seed=seed)]
+
+
+async def client_loop(port: int, curves, start: int, step: int, deadline: float, stats: dict) -> None:
+    conn = await Connection("127.0.0.1", port).open()
+    i = start
+    try:
+        while time.perf_counter() < deadline:
+            status, body = await conn.request("POST", "/v1/curves", {})
+            assert status == 201, body
+            curve_id = json.loads(body)["id"]
+            stats["sessions"] += 1
+            for epoch, acc in curves[i % len(curves)]:
+                t0 = time.perf_counter()
+                status, body = await conn.request("POST", f"/v1/curves/{curve_id}/observations",
+                                                  {"points": [{"epoch": epoch, "val_acc": acc}]})
+                stats["latency"].append(time.perf_counter() - t0)
+                if status != 200:
+                    stats["errors"] += 1
+                    break
+                if json.loads(body)["stop"] or time.perf_counter() >= deadline:
+                    break
+            i += step
+    finally:
+        conn.close()
+
+
+async def drive(port: int, sessions: int, duration: float, curves) -> dict:
+    stats = {"latency": [], "errors": 0, "sessions": 0}
+    warm = time.perf_counter() + min(2.0, duration / 5)
+    await asyncio.gather(*(client_loop(port, curves, s, sessions, warm, {"latency": [], "errors": 0, "sessions": 0})
+                           for s in range(min(sessions, 20))))  # warm up imports, pools and caches
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client_loop(port, curves, s, sessions, t0 + duration, stats) for s in range(sessions)))
+    stats["elapsed"] = time.perf_counter() - t0
+    return stats
+
+
+def start_server(port: int, api_workers: int, env_extra: dict) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **env_extra}
+    env.pop("REDIS_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "peng4nn.cli", "serve", "--workers", "0", "--port", str(port),
+         "--api-workers", str(api_workers)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"peng4nn serve exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    stop_server(proc)
+    raise RuntimeError("peng4nn serve did not answer within 60 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def policy_cost(curves) -> tuple[float, int]:
+    """Mean seconds of one in-process `policy.observe()` on the points the clients post."""
+    n, t0 = 0, time.perf_counter()
+    for curve in curves:
+        policy = make_policy("paper")
+        for epoch, acc in curve:
+            n += 1
+            if policy.observe(epoch, acc).stop:
+                break
+    return (time.perf_counter() - t0) / n, n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=200, help="concurrent sessions (one connection each)")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per mode")
+    parser.add_argument("--api-workers", type=int, default=1)
+    parser.add_argument("--modes", default="cached,replay")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    curves = curve_pool(500, args.seed)
+    per_obs, n = policy_cost(curves[:200])
+    print(f"in-process policy.observe(): {per_obs * 1e3:.3f} ms per point (mean over {n} points) "
+          f"-> at most {1 / per_obs:,.0f} obs/s per core for the decision alone")
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} before the run")
+    envs = {"cached": {}, "replay": {"PENG4NN_CURVE_CACHE_SIZE": "0"}}
+    results = {}
+    for mode in args.modes.split(","):
+        port = free_port()
+        proc = start_server(port, args.api_workers, envs[mode])
+        try:
+            stats = asyncio.run(drive(port, args.sessions, args.duration, curves))
+        finally:
+            stop_server(proc)
+        lat = np.array(stats["latency"]) * 1e3
+        rate = len(lat) / stats["elapsed"]
+        results[mode] = rate
+        print(f"{mode:>7}: {len(lat):7d} observations in {stats['elapsed']:.1f} s = {rate:8,.0f} obs/s; "
+              f"latency p50 {np.percentile(lat, 50):6.1f} ms, p99 {np.percentile(lat, 99):6.1f} ms, "
+              f"max {lat.max():6.1f} ms; {stats['sessions']} sessions, {stats['errors']} errors "
+              f"({args.sessions} concurrent, {args.api_workers} API process(es))")
+    if "cached" in results and "replay" in results:
+        print(f"cached / replay throughput: {results['cached'] / results['replay']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
