@@ -138,7 +138,7 @@ def to_public(job_id: str, record: dict[str, str]) -> JobPublic:
         iterations=_int(record.get("iterations")) or 0,
         latest=IterationPublic.model_validate_json(record["latest"]) if record.get("latest") else None,
         result=ResultPublic.model_validate_json(record["result"]) if record.get("result") else None,
-        error=record.get("error"),
+        error=record.get("error") or None,
         attempts=_int(record.get("attempts")) or 0,
         cancel_requested=record.get("cancel_requested") == "1",
         last_event_id=record.get("last_event_id"),
@@ -195,7 +195,7 @@ def get_result(store: JobStore, owner: str, job_id: str) -> ResultEventData:
     if status not in TERMINAL_STATUSES:
         raise StateConflict(f"job {job_id!r} is {status.value}; its result exists once it has ended")
     result = json.loads(record["result"]) if record.get("result") else None
-    return ResultEventData(status=status, result=result, error=record.get("error"))
+    return ResultEventData(status=status, result=result, error=record.get("error") or None)
 
 
 def _valid_id(job_id: str) -> bool:

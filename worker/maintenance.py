@@ -13,7 +13,8 @@ import logging
 
 from redis import Redis
 from rq import Queue
-from rq.registry import clean_registries
+from rq.registry import StartedJobRegistry
+from rq.timeouts import TimerDeathPenalty
 
 from peng4nn.jobs import JobStatus
 from worker.events import ALL_OWNERS, index_key, now, record_key
@@ -22,8 +23,12 @@ log = logging.getLogger("peng4nn.maintenance")
 
 
 def run_maintenance(queue: Queue, job_ttl_s: int) -> None:
-    """One pass: RQ registry cleanup (abandoned jobs), then drop expired jobs from the global indexes."""
-    clean_registries(queue)
+    """One pass: abandoned jobs (RQ's started-registry cleanup), then expired ids in the global indexes.
+
+    Safe to call from any thread: the failure callback runs under a timer, not SIGALRM.
+    """
+    StartedJobRegistry(name=queue.name, connection=queue.connection, job_class=queue.job_class,
+                       serializer=queue.serializer, death_penalty_class=TimerDeathPenalty).cleanup()
     prune_indexes(queue.connection, job_ttl_s)
 
 

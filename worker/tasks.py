@@ -61,7 +61,7 @@ def run_job(job_id: str) -> dict[str, Any]:
     started = store.transition(
         job_id, JobStatus.RUNNING, expect=[JobStatus.QUEUED], attempt=attempt, incr={"attempts": 1},
         set_fields={"started_at": now(), "worker": getattr(rq_job, "worker_name", None) or "", "iterations": 0,
-                    "latest": "", "cancel_requested": False},
+                    "latest": "", "error": "", "cancel_requested": False},
     )
     if not started.ok:
         return {"skipped": started.status}  # cancelled while queued
@@ -112,8 +112,8 @@ def _finish(job_id: str, result, store: JobStore, rq_job: Job) -> dict[str, Any]
                          error=f"cancelled by request after {result.epochs_trained:g} epochs")
             return {"status": JobStatus.CANCELLED.value}
         if rq_job.retries_left:
-            store.transition(job_id, JobStatus.QUEUED, expect=running,
-                             reason=f"worker shut down after {result.epochs_trained:g} epochs; re-queued")
+            reason = f"worker shut down after {result.epochs_trained:g} epochs; re-queued"
+            store.transition(job_id, JobStatus.QUEUED, expect=running, reason=reason, set_fields={"error": reason})
             raise WorkerShutdown("worker shut down mid-job; RQ re-queues it")
         store.finish(job_id, JobStatus.FAILED, result=data, expect=running,
                      error=f"worker shut down after {result.epochs_trained:g} epochs (no re-queues left)")
@@ -142,7 +142,8 @@ def on_job_failure(job: Job, connection, exc_type, exc_value, tb) -> None:
     if exc_type is not None and issubclass(exc_type, AbandonedJobError):
         lost = f"worker {job.worker_name or '?'} stopped sending heartbeats (killed or lost) mid-job"
         if job.retries_left:
-            store.transition(job_id, JobStatus.QUEUED, expect=[JobStatus.RUNNING], reason=f"{lost}; re-queued")
+            store.transition(job_id, JobStatus.QUEUED, expect=[JobStatus.RUNNING], reason=f"{lost}; re-queued",
+                             set_fields={"error": f"{lost}; re-queued"})
         else:
             store.finish(job_id, JobStatus.FAILED, error=lost, expect=[JobStatus.RUNNING])
         return

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     workers: list[subprocess.Popen] = []
     try:
         _check_redis(redis_url)
-        workers = [_start_worker(i, args.device) for i in range(args.workers)]
+        workers = [_start_worker(i, args.device, args.workers) for i in range(args.workers)]
         where = "embedded Redis" if embedded else "Redis"
         print(f"peng4nn: API on http://{args.host}:{args.port} ({args.api_workers} process(es)), "
               f"{args.workers} worker(s), {where} at {redis_url}; Ctrl-C stops", file=sys.stderr, flush=True)
@@ -90,14 +90,17 @@ def _check_redis(url: str) -> None:
         raise CliError(f"cannot reach Redis at {url}: {exc}") from None
 
 
-def _start_worker(index: int, device: str | None) -> subprocess.Popen:
+def _start_worker(index: int, device: str | None, count: int) -> subprocess.Popen:
     from worker.embedded import _die_with_parent
 
     cmd = [sys.executable, "-m", "worker", "--name", f"local-{os.getpid()}-{index}"]
     if device:
         cmd += ["--device", device]
+    env = dict(os.environ)
+    # CPU workers share the cores instead of each starting one thread per core.
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, count))))
     # Own session: Ctrl-C reaches only this process, which then stops the workers in order.
-    return subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent)
+    return subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent)
 
 
 def _stop_workers(workers: list[subprocess.Popen]) -> None:
