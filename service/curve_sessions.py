@@ -44,8 +44,11 @@ DEFAULT_TTL_S = 24 * 3600.0
 DEFAULT_CACHE_SIZE = 10_000
 """Policies each API process keeps (least recently used are dropped and replayed when needed)."""
 
-DEFAULT_MAX_POINTS = 10_000
-"""Points one session may hold: bounds memory and the cost of a replay."""
+DEFAULT_MAX_POINTS = 1_000
+"""Points one session may hold: bounds memory and the cost of a replay (a fit per point)."""
+
+FITS_PER_SLICE = 4
+"""Fits made before yielding to the event loop, so a long post or replay never stalls other requests."""
 
 LOCK_STRIPES = 256
 """In-process locks; a session's posts always take the same one."""
@@ -212,7 +215,7 @@ class CurveSessions:
                 if entry.owner != owner:
                     raise CurveNotFound(curve_id)
                 self._check_order(entry, points)
-                decisions = self._feed(curve_id, entry, points)
+                decisions = await self._feed(curve_id, entry, points)
                 records = [_record(p, d) for p, d in zip(points, decisions)]
                 result = await self._commit(
                     keys=[session_key(curve_id), points_key(curve_id)],
@@ -245,10 +248,12 @@ class CurveSessions:
                 )
             last = point.epoch
 
-    def _feed(self, curve_id: str, entry: _Entry, points: Sequence[ObservationPoint]) -> list[Decision]:
+    async def _feed(self, curve_id: str, entry: _Entry, points: Sequence[ObservationPoint]) -> list[Decision]:
         """Run the policy on the new points; on refusal drop it (it may hold some of them) and answer 422."""
         decisions = []
         for i, p in enumerate(points):
+            if i and i % FITS_PER_SLICE == 0:
+                await asyncio.sleep(0)
             try:
                 decisions.append(entry.policy.observe(p.epoch, p.val_acc, p.val_loss, p.train_loss))
             except ValueError as exc:
@@ -267,7 +272,9 @@ class CurveSessions:
             record, raw_points = await pipe.execute()
         meta = self._meta(curve_id, record, owner)
         policy = self._new_policy(meta["estimator"], meta["num_classes"])
-        for raw in raw_points:
+        for i, raw in enumerate(raw_points):
+            if i and i % FITS_PER_SLICE == 0:
+                await asyncio.sleep(0)
             policy.observe(*json.loads(raw)["p"])
         self.replays += 1
         entry = _Entry(policy, len(raw_points), record["owner"])

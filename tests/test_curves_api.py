@@ -303,3 +303,15 @@ def test_openapi_documents_the_curve_routes(api):
     assert set(paths["/v1/curves/{curve_id}"]) == {"get", "delete"}
     observe = paths["/v1/curves/{curve_id}/observations"]["post"]
     assert {"200", "404", "409", "422"} <= set(observe["responses"])
+
+
+def test_a_full_session_refuses_more_points(api, curves):
+    server = api()
+    server.app.state.curve_settings = CurveSettings(max_points=5)
+    with server.client() as http:
+        curve_id = open_curve(http)
+        assert post(http, curve_id, *curves[0][:4]).status_code == 200
+        response = post(http, curve_id, *curves[0][4:6])
+        assert response.status_code == 409
+        assert response.json()["detail"] == "a curve session holds at most 5 points; it has 4 and 2 were posted"
+        assert post(http, curve_id, curves[0][4]).json()["n_points"] == 5
