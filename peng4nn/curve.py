@@ -279,7 +279,8 @@ class FastBackend:
         t = zoom[rows, j] + 0.5 * step * (s0 - s2) / denom
         usable = (j > 0) & (j < self.zoom_points - 1) & (denom > 0) & np.isfinite(t)
         t = np.where(usable, t, best[3])[:, None]
-        candidate = np.concatenate([problem.profile(t)[:, :, 0], t.T])
+        # Evaluated twice over so the grid axis is longer than 1 (see _Prefixes on summation order).
+        candidate = np.concatenate([problem.profile(np.repeat(t, 2, axis=1))[:, :, 0], t.T])
         best = np.where(usable & (candidate[0] < best[0]), candidate, best)
         ssr, a, k, log_lam = best
         # b = 1 (lambda = 0) makes f the constant a - 1: the flat-curve boundary.
@@ -314,8 +315,9 @@ class _Prefixes:
     minimum is the unconstrained one when feasible, else on an active bound (a = A_MIN,
     a = A_MAX or k = k_min), each solved in closed form.
 
-    Every sum over points runs along the first axis of a C-ordered array, which numpy adds
-    point after point: a prefix's sums do not depend on how many points follow it.
+    Sums over points run along the first axis of a C-ordered array whose last axis is
+    longer than 1; numpy then adds point after point (no pairwise blocking), so a prefix's
+    sums do not depend on how many zeroed points follow it and a batch and a single fit agree.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, counts):
