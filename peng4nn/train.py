@@ -1,0 +1,330 @@
+"""The train-validate-decide loop of the paper's Fig. 2 for one architecture.
+
+Each iteration trains E epochs (whole batches drawn from a device-side index
+permutation), validates under ``torch.inference_mode()``, hands the point to
+the stopping policy and emits one ``IterationEvent``. The policy's ``Decision``
+is the only stopping rule here: the trainer never re-derives convergence.
+
+Failures a NAS must survive end the run with a reason instead of raising:
+a NaN/inf loss is "diverged" (scored as never-learn), CUDA out-of-memory is
+"out_of_memory" (memory freed), ``should_stop()`` returning true is "cancelled".
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, Reason, StoppingPolicy
+from peng4nn.datasets import DatasetTensors, load_dataset
+from peng4nn.model import build_model
+from peng4nn.policies import make_policy
+from peng4nn.spec import ArchSpec, SpecLimits
+
+MIN_EVAL_BATCH = 1024
+"""Validation needs no gradients, so it runs in batches at least this large (fewer kernel launches)."""
+
+
+@dataclass
+class IterationEvent:
+    """One trained-and-validated iteration and what the engine made of it."""
+
+    iteration: int
+    epoch: float
+    train_loss: float
+    val_acc: float
+    """Percent."""
+    val_loss: float
+    decision: Decision
+    elapsed_s: float
+    """Wall time since training started (model built, data on device)."""
+    engine_s: float = 0.0
+    """Time spent inside ``policy.observe`` this iteration (curve fit + analyzer)."""
+    iteration_s: float = 0.0
+    """Wall time of this iteration: train + validate + engine."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"iteration": self.iteration, "epoch": self.epoch, "train_loss": self.train_loss,
+             "val_acc": self.val_acc, "val_loss": self.val_loss, "elapsed_s": self.elapsed_s,
+             "engine_s": self.engine_s, "iteration_s": self.iteration_s}
+        decision = self.decision.to_dict()
+        for key in ("prediction", "a", "b", "c", "converged", "stop", "estimate", "reason", "interval"):
+            d[key] = decision.get(key)
+        return d
+
+
+@dataclass
+class TrainResult:
+    """How one model's run ended.
+
+    Without shadow mode the main fields are the engine's answer. In shadow mode
+    training always runs to e_max, so the main fields describe that full run
+    (estimate = best validation accuracy, as the paper reports at e_max) and the
+    ``shadow_*`` fields say where and with what estimate the engine would have stopped.
+    """
+
+    estimate: float | None
+    converged: bool
+    stop_epoch: float | None
+    """Epoch at which the run ended (the engine's stop, e_max, or the failure)."""
+    epochs_trained: float
+    reason: str
+    shadow_stop_epoch: float | None = None
+    shadow_estimate: float | None = None
+    shadow_converged: bool | None = None
+    shadow_reason: str | None = None
+    best_val_acc: float | None = None
+    device: str = "cpu"
+    wall_s: float = 0.0
+    events: list[IterationEvent] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "estimate": self.estimate, "converged": self.converged, "stop_epoch": self.stop_epoch,
+            "epochs_trained": self.epochs_trained, "reason": self.reason,
+            "shadow_stop_epoch": self.shadow_stop_epoch, "shadow_estimate": self.shadow_estimate,
+            "shadow_converged": self.shadow_converged, "shadow_reason": self.shadow_reason,
+            "best_val_acc": self.best_val_acc, "device": self.device, "wall_s": self.wall_s,
+            "events": [e.to_dict() for e in self.events],
+        }
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def make_optimizer(params, training) -> torch.optim.Optimizer:
+    """The spec's optimizer; unknown names are rejected by the spec schema already."""
+    if training.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=training.lr, momentum=training.momentum, dampening=training.dampening,
+                               nesterov=training.nesterov, weight_decay=training.weight_decay)
+    if training.optimizer == "adam":
+        return torch.optim.Adam(params, lr=training.lr, betas=training.betas, weight_decay=training.weight_decay)
+    if training.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=training.lr, betas=training.betas, weight_decay=training.weight_decay)
+    raise ValueError(f"unknown optimizer {training.optimizer!r}; allowed: sgd, adam, adamw")
+
+
+class BatchOrder:
+    """Index batches from successive ``randperm`` epochs, drawn on the data's device.
+
+    One iteration takes ``steps`` whole batches; with E = 0.5 two iterations
+    consume exactly one permutation (one epoch).
+    """
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator, device: torch.device):
+        self.n, self.batch_size, self.generator, self.device = n, batch_size, generator, device
+        self._perm = torch.empty(0, dtype=torch.long, device=device)
+        self._pos = 0
+
+    def take(self, steps: int) -> torch.Tensor:
+        need = steps * self.batch_size
+        chunks = []
+        while need > 0:
+            if self._pos >= len(self._perm):
+                self._perm = torch.randperm(self.n, generator=self.generator, device=self.device)
+                self._pos = 0
+            chunk = self._perm[self._pos:self._pos + need]
+            self._pos += len(chunk)
+            need -= len(chunk)
+            chunks.append(chunk)
+        order = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+        return order.view(steps, self.batch_size)
+
+
+def train_iteration(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                    batches: torch.Tensor, label_smoothing: float, autocast) -> float:
+    """Train on each row of ``batches`` (indices); return the mean loss (NaN/inf if it diverged).
+
+    The running loss stays on the device: one host sync per iteration, not per step.
+    """
+    model.train()
+    total = torch.zeros((), device=x.device)
+    for idx in batches:
+        with autocast():
+            loss = F.cross_entropy(model(x[idx]), y[idx], label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach().float()
+    return float(total) / len(batches)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, autocast) -> tuple[float, float]:
+    """(accuracy in percent, mean cross-entropy) on the validation tensors."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    loss_sum = torch.zeros((), device=x.device)
+    for start in range(0, len(x), batch_size):
+        with autocast():
+            logits = model(x[start:start + batch_size])
+        target = y[start:start + batch_size]
+        loss_sum += F.cross_entropy(logits.float(), target, reduction="sum")
+        correct += (logits.argmax(dim=1) == target).sum()
+    n = max(len(x), 1)
+    return 100.0 * int(correct) / n, float(loss_sum) / n
+
+
+def _autocast_for(device: torch.device):
+    """bf16 autocast on CUDA (tensor cores); plain fp32 elsewhere."""
+    if device.type == "cuda":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext
+
+
+def train_and_estimate(
+    spec: ArchSpec | dict,
+    dataset: str | os.PathLike | DatasetTensors,
+    *,
+    policy: StoppingPolicy | None = None,
+    device: str | torch.device | None = None,
+    e_max: float | None = None,
+    shadow: bool = False,
+    on_iteration: Callable[[IterationEvent], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    data_root: str | os.PathLike | None = None,
+    download: bool = False,
+    val_fraction: float | None = None,
+    limits: SpecLimits | None = None,
+) -> TrainResult:
+    """Train ``spec`` on ``dataset`` until the policy stops it (or e_max); see the module docstring.
+
+    ``policy`` defaults to ``make_policy("paper", num_classes=...)`` (with ``e_max`` if given);
+    E comes from the policy. Raises ``SpecError`` / dataset errors for bad input, before training.
+    """
+    spec = ArchSpec.parse(spec)
+    device = torch.device(device) if device is not None else default_device()
+    if isinstance(dataset, DatasetTensors):
+        info = dataset.info
+    else:
+        from peng4nn.datasets import dataset_info
+
+        info = dataset_info(dataset)
+    if policy is None:
+        estimator = {"e_max": e_max} if e_max is not None else None
+        policy = make_policy("paper", estimator=estimator, num_classes=info.num_classes)
+    E = policy.E
+    run_e_max = float(e_max) if e_max is not None else float(policy.e_max)
+    training = spec.training
+
+    if isinstance(dataset, DatasetTensors):
+        data = dataset
+        if abs(data.E - E) > EPOCH_TOLERANCE or data.batch_size != training.batch_size:
+            raise ValueError(f"dataset tensors were truncated for E={data.E}, batch_size={data.batch_size}; "
+                             f"this run needs E={E}, batch_size={training.batch_size}")
+        device = data.device
+    else:
+        data = load_dataset(dataset, device=device, E=E, batch_size=training.batch_size, data_root=data_root,
+                            download=download, val_fraction=val_fraction)
+
+    torch.manual_seed(training.seed)
+    model = build_model(spec, info.input_shape, info.num_classes, limits)
+    run = _Run(model, data, policy, training, device)
+    try:
+        return run.execute(run_e_max, shadow, on_iteration, should_stop)
+    finally:
+        run.release()
+
+
+class _Run:
+    """State of one training run; ``release`` drops every tensor it holds."""
+
+    def __init__(self, model: nn.Module, data: DatasetTensors, policy: StoppingPolicy, training, device):
+        self.device = device
+        self.model = model.to(device)
+        if device.type == "cuda" and data.x_train.ndim == 4:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.data = data
+        self.policy = policy
+        self.training = training
+        self.optimizer = make_optimizer(self.model.parameters(), training)
+        generator = torch.Generator(device=device)
+        generator.manual_seed(training.seed)
+        self.order = BatchOrder(len(data.x_train), data.batch_size, generator, device)
+        self.autocast = _autocast_for(device)
+        self.eval_batch = max(MIN_EVAL_BATCH, data.batch_size)
+
+    def release(self) -> None:
+        self.model = self.optimizer = self.data = None
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def execute(self, e_max: float, shadow: bool, on_iteration, should_stop) -> TrainResult:
+        E = self.policy.E
+        iterations = max(1, int(math.floor(e_max / E + EPOCH_TOLERANCE)))
+        events: list[IterationEvent] = []
+        ended: tuple[str, float | None] | None = None  # (reason, estimate) for runs that end abnormally
+        start = time.perf_counter()
+        epoch = 0.0
+        oom = False
+        try:
+            for iteration in range(1, iterations + 1):
+                if should_stop is not None and should_stop():
+                    ended = (Reason.CANCELLED.value, None)
+                    break
+                t0 = time.perf_counter()
+                batches = self.order.take(self.data.steps_per_iteration)
+                train_loss = train_iteration(self.model, self.optimizer, self.data.x_train, self.data.y_train,
+                                             batches, self.training.label_smoothing, self.autocast)
+                val_acc, val_loss = evaluate(self.model, self.data.x_val, self.data.y_val, self.eval_batch,
+                                             self.autocast)
+                if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+                    ended = (Reason.DIVERGED.value, self._never_learn_estimate(events))
+                    epoch = iteration * E
+                    break
+                epoch = iteration * E
+                t1 = time.perf_counter()
+                decision = self.policy.observe(epoch, val_acc, val_loss=val_loss, train_loss=train_loss)
+                t2 = time.perf_counter()
+                event = IterationEvent(iteration, epoch, train_loss, val_acc, val_loss, decision,
+                                       elapsed_s=t2 - start, engine_s=t2 - t1, iteration_s=t2 - t0)
+                events.append(event)
+                if on_iteration is not None:
+                    on_iteration(event)
+                if decision.stop and not shadow:
+                    break
+        except torch.OutOfMemoryError:
+            oom = True  # handled below, once the traceback (and the tensors it pins) is gone
+        if oom:
+            self.release()
+            ended = (Reason.OUT_OF_MEMORY.value, None)
+            epoch = events[-1].epoch if events else 0.0
+        return self._result(events, ended, epoch, shadow, time.perf_counter() - start)
+
+    def _never_learn_estimate(self, events: list[IterationEvent]) -> float:
+        """A diverged model scores its best accuracy so far, or chance if it never validated."""
+        if events:
+            return max(e.val_acc for e in events)
+        return 100.0 / self.data.info.num_classes
+
+    def _result(self, events, ended, epoch, shadow, wall_s) -> TrainResult:
+        best = max((e.val_acc for e in events), default=None)
+        final = self.policy.final
+        result = TrainResult(estimate=None, converged=False, stop_epoch=epoch, epochs_trained=epoch,
+                             reason=Reason.MAX_EPOCHS.value, best_val_acc=best, device=str(self.device),
+                             wall_s=wall_s, events=events)
+        if shadow and final is not None:
+            result.shadow_stop_epoch = final.epoch
+            result.shadow_estimate = final.estimate
+            result.shadow_converged = final.converged
+            result.shadow_reason = final.reason.value
+        if ended is not None:
+            result.reason, result.estimate = ended
+        elif final is not None and not shadow:
+            result.estimate, result.converged, result.reason = final.estimate, final.converged, final.reason.value
+            result.stop_epoch = final.epoch
+        else:  # reached e_max (always, in shadow mode): the paper's answer there is the best accuracy seen
+            result.estimate = best
+        return result
