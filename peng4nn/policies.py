@@ -30,6 +30,7 @@ __all__ = [
     "PredictionAnalyzer",
     "StoppingPolicy",
     "make_policy",
+    "make_policy_factory",
 ]
 
 
@@ -171,14 +172,34 @@ def _baseline_builder(cls, settings_cls) -> Callable[..., StoppingPolicy]:
     return build
 
 
+def _build_adaptive(estimator: EstimatorSettings, num_classes, backend, params) -> StoppingPolicy:
+    """One network alone (no search to rank against); `make_policy_factory` gives the population-aware one."""
+    from peng4nn.adaptive import AdaptivePolicy, AdaptiveSettings
+
+    return AdaptivePolicy(_validated(AdaptiveSettings, params, "policy 'adaptive'"), estimator=estimator, num_classes=num_classes)
+
+
+def _adaptive_population(estimator: EstimatorSettings, num_classes, backend, params) -> Callable[..., StoppingPolicy]:
+    from peng4nn.adaptive import AdaptivePopulation, AdaptiveSettings
+
+    settings = _validated(AdaptiveSettings, params, "policy 'adaptive'")
+    return AdaptivePopulation(settings, estimator=estimator, num_classes=num_classes)
+
+
 #: Policy name -> builder(estimator, num_classes, backend, params).
 POLICIES: dict[str, Callable[..., StoppingPolicy]] = {
     "paper": _build_paper,
     "menndl": _baseline_builder(MenndlPolicy, MenndlSettings),
     "patience": _baseline_builder(PatiencePolicy, PatienceSettings),
     "fixed": _baseline_builder(FixedBudgetPolicy, FixedSettings),
+    "adaptive": _build_adaptive,
 }
 POLICY_NAMES: tuple[str, ...] = tuple(POLICIES)
+
+#: Policies that learn across the networks of one search: name -> builder of the search's factory.
+SEARCH_POLICIES: dict[str, Callable[..., Callable[..., StoppingPolicy]]] = {
+    "adaptive": _adaptive_population,
+}
 
 
 def _validated(settings_cls: type[BaseModel], values: dict[str, Any], owner: str):
@@ -208,3 +229,28 @@ def make_policy(
     if estimator is None or isinstance(estimator, dict):
         estimator = _validated(EstimatorSettings, estimator or {}, "the estimator settings")
     return builder(estimator, num_classes, backend, params)
+
+
+def make_policy_factory(
+    name: str = "paper",
+    *,
+    estimator: EstimatorSettings | dict | None = None,
+    num_classes: int | None = None,
+    backend: str = "fast",
+    **params: Any,
+) -> Callable[..., StoppingPolicy]:
+    """A factory for one search: call it once per network, in arrival order, for that network's policy.
+
+    Population-aware policies (`SEARCH_POLICIES`) share what earlier networks showed through the
+    factory; the others get a fresh, independent policy per call. Bad names or parameters fail here.
+    """
+    make_policy(name, estimator=estimator, num_classes=num_classes, backend=backend, **params)  # validate now
+    if name in SEARCH_POLICIES:
+        if estimator is None or isinstance(estimator, dict):
+            estimator = _validated(EstimatorSettings, estimator or {}, "the estimator settings")
+        return SEARCH_POLICIES[name](estimator, num_classes, backend, params)
+
+    def factory(curve: Any = None) -> StoppingPolicy:
+        return make_policy(name, estimator=estimator, num_classes=num_classes, backend=backend, **params)
+
+    return factory

@@ -23,7 +23,7 @@ import numpy as np
 
 from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings, PredictionAnalyzer, Reason, StoppingPolicy
 from peng4nn.curve import MIN_POINTS, PrefixFitCache
-from peng4nn.policies import make_policy
+from peng4nn.policies import SEARCH_POLICIES, make_policy, make_policy_factory
 
 __all__ = [
     "REQUIRED_COLUMNS",
@@ -270,7 +270,12 @@ def policy_factory(
     num_classes: int | None = None,
     **params: Any,
 ) -> PolicyFactory:
-    """A factory of fresh per-model policies by name; bad names or parameters fail here, not mid-replay."""
+    """A factory of fresh per-model policies by name; bad names or parameters fail here, not mid-replay.
+
+    One factory is one search: population-aware policies (`adaptive`) share what earlier models showed through it.
+    """
+    if name in SEARCH_POLICIES:
+        return make_policy_factory(name, estimator=estimator, num_classes=num_classes, backend=backend, **params)
     probe = make_policy(name, estimator=estimator, num_classes=num_classes, backend=backend, **params)  # validate now
 
     if isinstance(probe, PredictionAnalyzer):

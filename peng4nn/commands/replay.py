@@ -20,7 +20,7 @@ _ESTIMATOR_OPTIONS = {  # option dest -> EstimatorSettings field
     "never_learn": "never_learn",
     "window": "window",
 }
-_POLICY_OPTIONS = ("patience", "min_delta", "k", "monitor")
+_POLICY_OPTIONS = ("patience", "min_delta", "k", "monitor", "top", "budget")
 
 
 def add_parser(subparsers) -> None:
@@ -33,7 +33,7 @@ def add_parser(subparsers) -> None:
         ),
     )
     p.add_argument("curves", metavar="CURVES.csv", help="recorded curves; rows of a model consecutive, in epoch order")
-    p.add_argument("--policy", default="paper", help="paper (default), menndl, patience or fixed")
+    p.add_argument("--policy", default="paper", help="paper (default), menndl, patience, fixed or adaptive")
     p.add_argument("--backend", default="fast", choices=("fast", "scipy"), help="curve-fitting back-end (default fast)")
     p.add_argument("--num-classes", type=int, default=DEFAULT_NUM_CLASSES,
                    help=f"classes of the task, for the never-learn marker 100/classes+1 (default {DEFAULT_NUM_CLASSES})")
@@ -53,6 +53,8 @@ def add_parser(subparsers) -> None:
     b.add_argument("--min-delta", dest="min_delta", type=float, help="patience: smallest gain that counts")
     b.add_argument("--k", type=float, help="fixed: epochs every model trains (default e_max)")
     b.add_argument("--monitor", choices=("auto", "train_loss", "val_loss", "val_acc"), help="menndl: signal watched")
+    b.add_argument("--top", type=float, help="adaptive: target fraction x of the search, percent (default 20)")
+    b.add_argument("--budget", type=float, help="adaptive: mean epochs per model the search may spend (default: no cap)")
     p.add_argument("--json", action="store_true", help="print one JSON object {summary, models} instead of a table")
     p.set_defaults(run=run)
 
