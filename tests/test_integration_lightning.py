@@ -102,3 +102,19 @@ def test_a_metric_never_logged_is_named(loaders, tmp_path):
     callback = PEng4NNEarlyStopping("val_accuracy")
     with pytest.raises(KeyError, match="monitors 'val_accuracy', which was not logged; logged metrics: \\['val_acc'\\]"):
         fit(loaders, callback, tmp_path)
+
+
+def test_remote_callback_uses_a_service_session(api, loaders, tmp_path):
+    from peng4nn.client import Client
+
+    server = api()
+    with Client(server.url) as client:
+        callback = PEng4NNEarlyStopping("val_acc", num_classes=10, client=client, label="lightning-run")
+        fit(loaders, callback, tmp_path)
+        stored = callback.curve.get()
+    assert callback.decision.converged
+    policy = make_policy("paper", num_classes=10)
+    assert [policy.observe(e, a) for e, a in callback.points] == callback.decisions
+    assert stored["label"] == "lightning-run"
+    assert [(p["epoch"], p["val_acc"]) for p in stored["points"]] == callback.points
+    assert stored["final"]["estimate"] == callback.estimate
