@@ -1,0 +1,171 @@
+"""`peng4nn replay`: the JSON shape, the table, and one-line errors with exit code 2 for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from peng4nn.cli import main
+from peng4nn.metrics import summarize
+from peng4nn.replay import policy_factory, read_curves, replay
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / ".." / "shared" / "data" / "penguin-cifar100-sample.csv"
+needs_sample = pytest.mark.skipif(not SAMPLE.exists(), reason=f"sample curves not found at {SAMPLE}")
+
+MODEL_KEYS = {"model_id", "stop_epoch", "estimate", "converged", "baseline_stop_epoch", "actual_max"}
+SUMMARY_KEYS = {"n_models", "epochs_saved_mean", "throughput_gain", "overlap", "mean_acc_diff", "regret_at_1"}
+
+
+def run_cli(capsys, *argv):
+    code = main(["replay", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def curves_file(tmp_path, header="model_id,epoch,val_acc", step=1.0, models=("a", "b", "c"), name="curves.csv"):
+    lines = [header]
+    columns = header.split(",")
+    for m, model in enumerate(models):
+        for i in range(12):
+            acc = 20 + 10 * m + 30 * (1 - 0.7 ** (i + 1))
+            values = {"model_id": model, "epoch": f"{step * (i + 1):g}", "val_acc": f"{acc:.3f}",
+                      "val_loss": f"{2 - 0.1 * i:.2f}", "train_loss": f"{2.2 - 0.1 * i:.2f}"}
+            lines.append(",".join(values[c] for c in columns))
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@needs_sample
+def test_json_is_one_object_of_the_issues_shape(capsys):
+    code, out, err = run_cli(capsys, SAMPLE, "--num-classes", 100, "--json")
+    assert code == 0
+    doc = json.loads(out)  # exactly one JSON document on stdout
+    assert set(doc) == {"summary", "models"}
+    assert set(doc["summary"]) == SUMMARY_KEYS
+    assert set(doc["summary"]["overlap"]) == set(doc["summary"]["mean_acc_diff"]) == {"10", "20", "30"}
+    assert all(set(m) == MODEL_KEYS for m in doc["models"])
+    assert "train_loss" in err  # which signal the baseline watched
+    # The same numbers as the library gives.
+    outcomes = replay(read_curves(SAMPLE), policy_factory("paper", estimator={"E": 0.5}, num_classes=100))
+    assert doc["models"] == [o.to_dict() for o in outcomes]
+    assert doc["summary"] == summarize(outcomes)
+    assert isinstance(doc["summary"]["n_models"], int) and 0 <= doc["summary"]["epochs_saved_mean"] <= 1
+
+
+@needs_sample
+def test_table_names_models_baseline_and_inferred_E(capsys):
+    code, out, _ = run_cli(capsys, SAMPLE, "--num-classes", 100)
+    assert code == 0
+    assert "2021_02_15_13_55_26_539263" in out and "converged" in out
+    assert "baseline: MENNDL rule on train_loss" in out
+    assert "E=0.5 (inferred from the epoch spacing)" in out
+    assert "throughput gain" in out and "regret@1" in out
+
+
+def test_e_is_inferred_or_given(tmp_path, capsys):
+    path = curves_file(tmp_path, step=1.0)
+    _, out, _ = run_cli(capsys, path)
+    assert "E=1 (inferred" in out
+    _, out, _ = run_cli(capsys, path, "--E", 0.5)
+    assert "E=0.5," in out and "inferred" not in out
+
+
+@pytest.mark.parametrize(
+    "header, monitor",
+    [("model_id,epoch,val_acc,val_loss", "val_loss"), ("model_id,epoch,val_acc", "val_acc"),
+     ("model_id,epoch,val_acc,train_loss,val_loss", "train_loss")],
+)
+def test_the_output_says_which_signal_the_baseline_watched(tmp_path, capsys, header, monitor):
+    _, out, _ = run_cli(capsys, curves_file(tmp_path, header=header))
+    assert f"baseline: MENNDL rule on {monitor}" in out
+
+
+def test_baseline_policies_by_name(tmp_path, capsys):
+    path = curves_file(tmp_path, step=0.5)
+    code, out, _ = run_cli(capsys, path, "--policy", "fixed", "--k", 1, "--json")
+    assert code == 0
+    assert [m["stop_epoch"] for m in json.loads(out)["models"]] == [1.0, 1.0, 1.0]
+    code, out, _ = run_cli(capsys, path, "--policy", "patience", "--patience", 1, "--json")
+    assert code == 0 and len(json.loads(out)["models"]) == 3
+
+
+@needs_sample
+def test_scipy_backend_gives_the_same_decisions_on_the_sample(capsys):
+    _, fast, _ = run_cli(capsys, SAMPLE, "--json", "--num-classes", 100)
+    _, ref, _ = run_cli(capsys, SAMPLE, "--json", "--num-classes", 100, "--backend", "scipy")
+    fast, ref = json.loads(fast)["models"], json.loads(ref)["models"]
+    assert [m["stop_epoch"] for m in fast] == [m["stop_epoch"] for m in ref]
+    assert [m["estimate"] for m in fast] == pytest.approx([m["estimate"] for m in ref], abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--N", "0"], "invalid estimator setting N"),
+        (["--window", "mode"], None),  # argparse's own choice error, also exit 2
+        (["--policy", "nope"], "'policy' parameter must be one of"),
+        (["--k", "2"], "policy 'paper' takes its parameters from the estimator settings"),
+        (["--policy", "patience", "--patience", "-1"], "'patience' parameter"),
+        (["--num-classes", "1"], "--num-classes must be at least 2"),
+        (["--e-max", "0.1", "--E", "0.5"], "e_max must be at least E"),
+        (["--loss-check"], "--loss-check needs a val_loss column"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(tmp_path, capsys, argv, words):
+    path = curves_file(tmp_path)
+    with pytest.raises(SystemExit) if words is None else _no_raise():
+        code, out, err = run_cli(capsys, path, *argv)
+        assert code == 2 and out == ""
+        assert err.count("\n") == 1 and words in err and "Traceback" not in err
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("", ":1: empty file"),
+        ("model_id,epoch\nm,1\n", ":1: missing column(s) val_acc"),
+        ("model_id,epoch,val_acc\nm,0.5,10\nm,1.0,oops\nm,1.5,12\n", ":3: model 'm': val_acc is not a number"),
+        ("model_id,epoch,val_acc\nm,0.5,10\nm,1.0,NaN\nm,1.5,12\n", ":3: model 'm': val_acc must be finite"),
+        ("model_id,epoch,val_acc\nm,0.5,10\nm,0.5,11\nm,1.5,12\n", ":3: model 'm': epoch 0.5 repeats"),
+        ("model_id,epoch,val_acc\nm,0.5,10\nm,1.5,11\nm,1.0,12\n", ":4: model 'm': epoch 1 decreases"),
+        ("model_id,epoch,val_acc\nm,0.5,10\nm,1.0,11\nn,0.5,12\nn,1.0,12\nn,1.5,12\n", ":2: model 'm': has 2 point(s)"),
+    ],
+)
+def test_bad_files_exit_2_naming_file_line_and_model(tmp_path, capsys, text, where):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    code, out, err = run_cli(capsys, path, "--json")
+    assert code == 2 and out == ""
+    assert err == f"peng4nn replay: error: {path}{where}" + err.split(where, 1)[1]
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_console_command_end_to_end(tmp_path):
+    """The installed entry point, in a real process: success prints JSON, bad input one line and exit 2."""
+    good = curves_file(tmp_path)
+    installed = Path(sys.executable).parent / "peng4nn"
+    command = [str(installed)] if installed.exists() else [sys.executable, "-c", "import sys; from peng4nn.cli import main; sys.exit(main())"]
+    done = subprocess.run([*command, "replay", str(good), "--json"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["summary"]["n_models"] == 3
+    bad = tmp_path / "bad.csv"
+    bad.write_text("model_id,epoch,val_acc\nm,0.5,10\nm,1.0,x\n")
+    done = subprocess.run([*command, "replay", str(bad)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == f"peng4nn replay: error: {bad}:3: model 'm': val_acc is not a number: 'x'"
