@@ -25,6 +25,7 @@ import secrets
 import asyncio
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -32,7 +33,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio import Redis
 
-from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings
+from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings, PredictionAnalyzer
+from peng4nn.curve import PrefixFitCache
 from peng4nn.policies import StoppingPolicy, make_policy
 from service.curve_schemas import CurveCreate, CurvePointPublic, CurvePublic, DecisionPublic, ObservationPoint
 from service.errors import InvalidInput, NotFound, StateConflict
@@ -251,17 +253,20 @@ class CurveSessions:
     async def _feed(self, curve_id: str, entry: _Entry, points: Sequence[ObservationPoint]) -> list[Decision]:
         """Run the policy on the new points; on refusal drop it (it may hold some of them) and answer 422."""
         decisions = []
-        for i, p in enumerate(points):
-            if i and i % FITS_PER_SLICE == 0:
-                await asyncio.sleep(0)
-            try:
-                decisions.append(entry.policy.observe(p.epoch, p.val_acc, p.val_loss, p.train_loss))
-            except ValueError as exc:
-                self.cache.drop(curve_id)
-                field = str(exc).split(" ", 1)[0]
-                loc = ["body", "points", i, field] if field in ObservationPoint.model_fields else ["body", "points", i]
-                raise InvalidInput(f"body.points[{i}]: {exc}. Nothing was recorded.",
-                                   errors=[{"loc": loc, "msg": str(exc)}]) from None
+        history = entry.policy.history
+        known = ([*history.epochs(), *(p.epoch for p in points)], [*history.accuracies(), *(p.val_acc for p in points)])
+        with _prefix_fits(entry.policy, *known, len(points)):
+            for i, p in enumerate(points):
+                if i and i % FITS_PER_SLICE == 0:
+                    await asyncio.sleep(0)
+                try:
+                    decisions.append(entry.policy.observe(p.epoch, p.val_acc, p.val_loss, p.train_loss))
+                except ValueError as exc:
+                    self.cache.drop(curve_id)
+                    field = str(exc).split(" ", 1)[0]
+                    loc = ["body", "points", i, field] if field in ObservationPoint.model_fields else ["body", "points", i]
+                    raise InvalidInput(f"body.points[{i}]: {exc}. Nothing was recorded.",
+                                       errors=[{"loc": loc, "msg": str(exc)}]) from None
         return decisions
 
     async def _load(self, curve_id: str, owner: str) -> _Entry:
@@ -272,10 +277,12 @@ class CurveSessions:
             record, raw_points = await pipe.execute()
         meta = self._meta(curve_id, record, owner)
         policy = self._new_policy(meta["estimator"], meta["num_classes"])
-        for i, raw in enumerate(raw_points):
-            if i and i % FITS_PER_SLICE == 0:
-                await asyncio.sleep(0)
-            policy.observe(*json.loads(raw)["p"])
+        stored = [json.loads(raw)["p"] for raw in raw_points]
+        with _prefix_fits(policy, [p[0] for p in stored], [p[1] for p in stored], len(stored)):
+            for i, point in enumerate(stored):
+                if i and i % FITS_PER_SLICE == 0:
+                    await asyncio.sleep(0)
+                policy.observe(*point)
         self.replays += 1
         entry = _Entry(policy, len(raw_points), record["owner"])
         self.cache.put(curve_id, entry)
@@ -289,6 +296,25 @@ class CurveSessions:
 
     def _new_policy(self, estimator: dict, num_classes: int | None) -> StoppingPolicy:
         return make_policy("paper", estimator=estimator, num_classes=num_classes, backend=FIT_BACKEND)
+
+
+@contextmanager
+def _prefix_fits(policy: StoppingPolicy, epochs: list[float], accuracies: list[float], new_points: int):
+    """While feeding several known points, let the paper policy fit them in batches.
+
+    The fast back-end fits many prefixes of one curve at the cost of a few fits, with the
+    same parameters as one fit each (`peng4nn.curve.PrefixFitCache`): replaying a stored
+    40-point curve gets ~5x cheaper. The policy still only sees the points fed so far.
+    """
+    usable = isinstance(policy, PredictionAnalyzer) and policy.backend == "fast" and policy.fit_cache is None
+    if not usable or new_points < 2:
+        yield
+        return
+    policy.fit_cache = PrefixFitCache(epochs, accuracies, policy.backend)
+    try:
+        yield
+    finally:
+        policy.fit_cache = None
 
 
 def _record(point: ObservationPoint, decision: Decision) -> str:
