@@ -337,15 +337,18 @@ class _Prefixes:
         running_min = np.minimum.accumulate(steps)
         self.dx_min = running_min[counts - 2]
         self.n = counts.astype(float)
-        self.sy = np.cumsum(y)[self.last]
-        self.syy = np.cumsum(y * y)[self.last]
+        self.sy, self.syy = np.cumsum(np.stack([y, y * y], axis=1), axis=0)[self.last].T
 
     def profile_shared(self, log_lams: np.ndarray) -> np.ndarray:
         """One grid (m,) for every prefix -> (3, P, m): prefix sums from one cumulative sum."""
         lams = np.exp(log_lams)
         g = np.exp(-lams * self.dx[:, :, 0])  # (n, m)
-        sums = np.cumsum(np.stack([g, g * self.y[:, :, 0], g * g], axis=1), axis=0)  # (n, 3, m)
-        sg, sgy, sgg = sums[self.last].transpose(1, 0, 2)  # each (P, m)
+        terms = np.stack([g, g * self.y[:, :, 0], g * g], axis=1)  # (n, 3, m)
+        if self.partial:
+            sums = np.cumsum(terms, axis=0)[self.last]  # (P, 3, m)
+        else:  # one prefix, the whole curve: the same point-after-point sum, without the running copy
+            sums = np.add.reduce(terms, axis=0)[None]
+        sg, sgy, sgg = sums.transpose(1, 0, 2)  # each (P, m)
         return self._best(np.broadcast_to(lams, sg.shape), sg, sgy, sgg)
 
     def profile(self, log_lams: np.ndarray) -> np.ndarray:
