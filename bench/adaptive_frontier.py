@@ -1,0 +1,126 @@
+"""Each policy as a point on the "mean epochs used vs overlap@20%" plane, with the fixed-budget curve k = 1..e_max.
+
+Curve sets: generated populations (peng4nn/synthetic_curves.py: late bloomers, never-learners,
+noisy curves, crossing curves), the shipped CIFAR-100 sample, and any docs/results/*/curves.csv.
+Replay is peng4nn.replay (models in file order, each fully before the next); metrics are
+peng4nn.metrics. Run: python bench/adaptive_frontier.py [--sets mixed,crossing] [--seeds 3] [--csv PATH ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from peng4nn.adaptive import AdaptivePopulation
+from peng4nn.metrics import summarize
+from peng4nn.replay import infer_epoch_step, policy_factory, read_curves, replay
+from peng4nn.synthetic_curves import POPULATIONS, generate_population
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT.parent / "shared" / "data" / "penguin-cifar100-sample.csv"
+
+
+def evaluate(curves, factory, e_max: float) -> dict:
+    t0 = time.perf_counter()
+    outcomes = replay(curves, factory, e_max=e_max)
+    s = summarize(outcomes)
+    stops = np.array([min(o.stop_epoch, e_max) for o in outcomes])
+    return {
+        "epochs": float(stops.mean()),
+        "frac": float(stops.mean() / e_max),
+        "ov20": s["overlap"]["20"],
+        "ov10": s["overlap"]["10"],
+        "diff20": s["mean_acc_diff"]["20"],
+        "regret": s["regret_at_1"],
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def policies(estimator: dict, num_classes: int, adaptive_params: dict):
+    yield "paper", lambda: policy_factory("paper", estimator=estimator, num_classes=num_classes)
+    yield "adaptive", lambda: AdaptivePopulation(adaptive_params, estimator=estimator, num_classes=num_classes)
+
+
+def fixed_curve(curves, estimator: dict, e_max: float) -> list[tuple[float, float, float]]:
+    """(k, mean epochs, overlap@20%) of the fixed-budget baseline for k = 1..e_max."""
+    rows = []
+    for k in range(1, int(e_max) + 1):
+        r = evaluate(curves, policy_factory("fixed", estimator=estimator, k=float(k)), e_max)
+        rows.append((k, r["epochs"], r["ov20"]))
+    return rows
+
+
+def fixed_overlap_at(rows, epochs: float) -> float:
+    """Overlap@20% of the fixed-budget curve at `epochs` (linear between integer k; the curve's envelope)."""
+    ks = np.array([r[1] for r in rows])
+    ov = np.maximum.accumulate(np.array([r[2] for r in rows]))
+    return float(np.interp(epochs, ks, ov))
+
+
+def report(name: str, curves, num_classes: int, e_max: float, adaptive_params: dict, show_fixed: bool) -> dict:
+    E = infer_epoch_step(curves)
+    estimator = {"E": E, "e_max": e_max}
+    print(f"\n== {name}: {len(curves)} models, E={E:g}, e_max={e_max:g}")
+    fixed = fixed_curve(curves, estimator, e_max)
+    if show_fixed:
+        print("fixed k:   " + " ".join(f"{k:>5d}" for k, _, _ in fixed))
+        print("  ov@20%:  " + " ".join(f"{o:5.2f}" for _, _, o in fixed))
+    results = {}
+    print(f"{'policy':<10} {'epochs':>7} {'%e_max':>7} {'ov@20':>6} {'ov@10':>6} {'diff20':>7} {'regret1':>8} "
+          f"{'fixed@same':>10} {'s':>6}")
+    for pname, make in policies(estimator, num_classes, adaptive_params):
+        r = evaluate(curves, make(), e_max)
+        r["fixed_same"] = fixed_overlap_at(fixed, r["epochs"])
+        results[pname] = r
+        print(f"{pname:<10} {r['epochs']:7.2f} {r['frac']:7.1%} {r['ov20']:6.3f} {r['ov10']:6.3f} {r['diff20']:7.3f} "
+              f"{r['regret']:8.3f} {r['fixed_same']:10.3f} {r['seconds']:6.1f}")
+    return results
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sets", default=",".join(POPULATIONS), help="generated populations to run (comma-separated)")
+    ap.add_argument("--seeds", type=int, default=2, help="seeds per generated population")
+    ap.add_argument("--models", type=int, default=200, help="models per generated population")
+    ap.add_argument("--csv", nargs="*", default=None, help="curve files (default: the shipped sample + docs/results/*/curves.csv)")
+    ap.add_argument("--e-max", type=float, default=20.0)
+    ap.add_argument("--top", type=float, default=20.0)
+    ap.add_argument("--budget", type=float, default=None)
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="an adaptive setting to override, e.g. --param warmup_models=20 (repeatable)")
+    ap.add_argument("--fixed", action="store_true", help="print the fixed-budget curve k = 1..e_max for every set")
+    args = ap.parse_args(argv)
+    params = {"top": args.top, "budget": args.budget}
+    for item in args.param:
+        key, _, value = item.partition("=")
+        params[key] = float(value)
+    rows = []
+    for set_name in [s for s in args.sets.split(",") if s]:
+        spec = POPULATIONS[set_name]
+        for seed in range(args.seeds):
+            from dataclasses import replace
+
+            curves = generate_population(replace(spec, n_models=args.models), seed=seed)
+            res = report(f"{set_name} seed {seed}", curves, spec.num_classes, args.e_max, params, args.fixed)
+            rows.append((f"{set_name}/{seed}", res))
+    files = args.csv if args.csv is not None else [str(SAMPLE), *sorted(glob.glob(str(ROOT / "docs/results/*/curves.csv")))]
+    for path in files:
+        curves = read_curves(path)
+        num_classes = 100 if "cifar100" in path else 10
+        res = report(path, curves, num_classes, args.e_max, params, args.fixed)
+        rows.append((Path(path).parent.name if "results" in path else Path(path).name, res))
+    print("\n== summary: adaptive vs paper vs fixed-budget curve at adaptive's epochs")
+    for name, res in rows:
+        a, p = res["adaptive"], res["paper"]
+        print(f"{name:<28} adaptive {a['frac']:6.1%} ov20 {a['ov20']:.3f} diff {a['diff20']:+.2f} regret {a['regret']:.2f} | "
+              f"paper {p['frac']:6.1%} ov20 {p['ov20']:.3f} | fixed@same {a['fixed_same']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
