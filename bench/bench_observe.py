@@ -10,7 +10,10 @@ on the embedded Redis, side by side in one run:
 
 * ``cached``: the default, each API process keeps the session's policy (one fit per point);
 * ``replay``: ``PENG4NN_CURVE_CACHE_SIZE=0``, a fresh policy replays the stored points on
-  every post (the obvious alternative).
+  every post (the obvious alternative);
+* ``no-fit``: every post repeats the session's last epoch and is answered 409 before any fit:
+  the same HTTP, auth, validation, lock and cache path without the decision, i.e. the
+  ceiling the framework alone allows.
 
 Prints observations/s, p50/p99/max latency of the observation posts, and, for where the
 time goes, the in-process cost of one `policy.observe()` (the fit) on the same curves.
@@ -74,10 +77,22 @@ def curve_pool(n: int, seed: int) -> list[list[tuple[float, float]]]:
             for _, epochs, acc, _, _ in synthetic_curves(n, seed=seed)]
 
 
-async def client_loop(port: int, curves, start: int, step: int, deadline: float, stats: dict) -> None:
+async def client_loop(port: int, curves, start: int, step: int, deadline: float, stats: dict,
+                      no_fit: bool = False) -> None:
     conn = await Connection("127.0.0.1", port).open()
     i = start
     try:
+        if no_fit:
+            status, body = await conn.request("POST", "/v1/curves", {})
+            path = f"/v1/curves/{json.loads(body)['id']}/observations"
+            stale = {"points": [{"epoch": 1.0, "val_acc": 10.0}]}
+            await conn.request("POST", path, stale)
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                status, body = await conn.request("POST", path, stale)
+                stats["latency"].append(time.perf_counter() - t0)
+                stats["errors"] += status != 409
+            return
         while time.perf_counter() < deadline:
             status, body = await conn.request("POST", "/v1/curves", {})
             assert status == 201, body
@@ -98,13 +113,14 @@ async def client_loop(port: int, curves, start: int, step: int, deadline: float,
         conn.close()
 
 
-async def drive(port: int, sessions: int, duration: float, curves) -> dict:
+async def drive(port: int, sessions: int, duration: float, curves, no_fit: bool = False) -> dict:
     stats = {"latency": [], "errors": 0, "sessions": 0}
     warm = time.perf_counter() + min(2.0, duration / 5)
     await asyncio.gather(*(client_loop(port, curves, s, sessions, warm, {"latency": [], "errors": 0, "sessions": 0})
                            for s in range(min(sessions, 20))))  # warm up imports, pools and caches
     t0 = time.perf_counter()
-    await asyncio.gather(*(client_loop(port, curves, s, sessions, t0 + duration, stats) for s in range(sessions)))
+    await asyncio.gather(*(client_loop(port, curves, s, sessions, t0 + duration, stats, no_fit)
+                           for s in range(sessions)))
     stats["elapsed"] = time.perf_counter() - t0
     return stats
 
@@ -160,7 +176,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=200, help="concurrent sessions (one connection each)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per mode")
     parser.add_argument("--api-workers", type=int, default=1)
-    parser.add_argument("--modes", default="cached,replay")
+    parser.add_argument("--modes", default="cached,replay,no-fit")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -169,19 +185,19 @@ def main() -> None:
     print(f"in-process policy.observe(): {per_obs * 1e3:.3f} ms per point (mean over {n} points) "
           f"-> at most {1 / per_obs:,.0f} obs/s per core for the decision alone")
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} before the run")
-    envs = {"cached": {}, "replay": {"PENG4NN_CURVE_CACHE_SIZE": "0"}}
+    envs = {"cached": {}, "replay": {"PENG4NN_CURVE_CACHE_SIZE": "0"}, "no-fit": {}}
     results = {}
     for mode in args.modes.split(","):
         port = free_port()
         proc = start_server(port, args.api_workers, envs[mode])
         try:
-            stats = asyncio.run(drive(port, args.sessions, args.duration, curves))
+            stats = asyncio.run(drive(port, args.sessions, args.duration, curves, no_fit=mode == "no-fit"))
         finally:
             stop_server(proc)
         lat = np.array(stats["latency"]) * 1e3
         rate = len(lat) / stats["elapsed"]
         results[mode] = rate
-        print(f"{mode:>7}: {len(lat):7d} observations in {stats['elapsed']:.1f} s = {rate:8,.0f} obs/s; "
+        print(f"{mode:>7}: {len(lat):7d} posts in {stats['elapsed']:.1f} s = {rate:8,.0f}/s; "
               f"latency p50 {np.percentile(lat, 50):6.1f} ms, p99 {np.percentile(lat, 99):6.1f} ms, "
               f"max {lat.max():6.1f} ms; {stats['sessions']} sessions, {stats['errors']} errors "
               f"({args.sessions} concurrent, {args.api_workers} API process(es))")

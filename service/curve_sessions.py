@@ -205,8 +205,8 @@ class CurveSessions:
 
     # ------------------------------------------------------------------ observe
 
-    async def observe(self, curve_id: str, owner: str, points: Sequence[ObservationPoint]) -> tuple[Decision, int]:
-        """Append ``points`` in order; answer the decision after the last and the session's point count.
+    async def observe(self, curve_id: str, owner: str, points: Sequence[ObservationPoint]) -> tuple[dict, int]:
+        """Append ``points`` in order; answer the decision after the last (JSON form) and the point count.
 
         All or nothing: a point that breaks the epoch order (409) or that the policy refuses
         (422) leaves the session as it was.
@@ -218,7 +218,8 @@ class CurveSessions:
                     raise CurveNotFound(curve_id)
                 self._check_order(entry, points)
                 decisions = await self._feed(curve_id, entry, points)
-                records = [_record(p, d) for p, d in zip(points, decisions)]
+                answers = [clean_json(d.to_dict()) for d in decisions]
+                records = [_record(p, d) for p, d in zip(points, answers)]
                 result = await self._commit(
                     keys=[session_key(curve_id), points_key(curve_id)],
                     args=[entry.n_points, self.ttl_ms, *records],
@@ -231,7 +232,7 @@ class CurveSessions:
                     continue
                 entry.n_points = int(result)
                 self.cache.put(curve_id, entry)
-                return decisions[-1], entry.n_points
+                return answers[-1], entry.n_points
         raise StateConflict(f"curve session {curve_id!r} changed under {COMMIT_ATTEMPTS} attempts in a row; retry")
 
     def _check_order(self, entry: _Entry, points: Sequence[ObservationPoint]) -> None:
@@ -317,10 +318,9 @@ def _prefix_fits(policy: StoppingPolicy, epochs: list[float], accuracies: list[f
         policy.fit_cache = None
 
 
-def _record(point: ObservationPoint, decision: Decision) -> str:
+def _record(point: ObservationPoint, decision: dict) -> str:
     """One stored point: its values and the decision made after it."""
-    return dumps({"p": [point.epoch, point.val_acc, point.val_loss, point.train_loss],
-                  "d": clean_json(decision.to_dict())})
+    return dumps({"p": [point.epoch, point.val_acc, point.val_loss, point.train_loss], "d": decision})
 
 
 def _point_public(stored: dict) -> CurvePointPublic:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
+from fastapi.responses import JSONResponse
 
 from service.curve_schemas import (
     CurveCreate,
@@ -49,10 +50,12 @@ async def create_curve(owner: OwnerDep, sessions: SessionsDep, response: Respons
 
 
 @router.post("/{curve_id}/observations", response_model=ObservationResult, responses=error_responses(404, 409))
-async def observe_curve(curve_id: str, body: ObservationsCreate, owner: OwnerDep, sessions: SessionsDep) -> ObservationResult:
+async def observe_curve(curve_id: str, body: ObservationsCreate, owner: OwnerDep,
+                        sessions: SessionsDep) -> JSONResponse:
     """Append points (epochs increasing) and answer the decision after the last one; all or nothing."""
     decision, n_points = await sessions.observe(curve_id, owner, body.points)
-    return ObservationResult.model_validate({**decision.to_dict(), "n_points": n_points})
+    # The library's Decision as it is: answered directly, not re-validated (the hot path).
+    return JSONResponse({**decision, "n_points": n_points})
 
 
 @router.get("/{curve_id}", response_model=CurvePublic, responses=error_responses(404))
