@@ -1,11 +1,14 @@
 """Replay speed: 1,000 synthetic curves of 40 points (E = 0.5, epochs 0.5..20) through the `paper` policy.
 
-Usage: python bench/bench_replay.py [--models 1000] [--backend fast] [--seed 0]
+Usage: python bench/bench_replay.py [--models 1000] [--compare 200] [--seed 0]
 
 The curves mix the shapes a NAS produces: saturating learners with validation noise,
-never-learners stuck at chance, and late or noisy learners whose prediction does not settle
-(these are the expensive ones: a fit at every point up to e_max). Prints the seconds to read
-the CSV and to replay it, the fits made, and the time per fit.
+never-learners stuck at chance, and late or noisy learners. Two settings: the paper's
+(t = 0.5: most models stop after a few epochs) and a worst case (t = 0: no model ever
+converges, so every model is fitted at every point up to e_max). For each, replay as
+shipped (the paper policy gets its fits from `PrefixFitCache`, a batch per few points) is
+timed on all models, and the obvious alternative (one `fit_curve` per point) on the first
+`--compare` models, side by side; the ratio compares time per model.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from peng4nn.policies import make_policy
 from peng4nn.replay import policy_factory, read_curves, replay
 
 
@@ -53,10 +57,20 @@ def write_csv(path: Path, curves) -> None:
                 w.writerow([model_id, *(f"{v:.6g}" for v in row)])
 
 
+def timed_replay(curves, t: float, batched: bool):
+    factory = policy_factory("paper", estimator={"t": t}, num_classes=10)
+    if not batched:
+        def factory(curve, _settings={"t": t}):  # noqa: E306 - the per-point alternative
+            return make_policy("paper", estimator=_settings, num_classes=10)
+    t0 = time.perf_counter()
+    outcomes = replay(curves, factory)
+    return time.perf_counter() - t0, outcomes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=1000)
-    parser.add_argument("--backend", default="fast", choices=("fast", "scipy"))
+    parser.add_argument("--compare", type=int, default=200, help="models replayed with one fit per point")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -66,19 +80,18 @@ def main() -> None:
         t0 = time.perf_counter()
         curves = read_curves(path)
         t_read = time.perf_counter() - t0
-
-    factory = policy_factory("paper", backend=args.backend, num_classes=10)
-    t0 = time.perf_counter()
-    outcomes = replay(curves, factory)
-    t_replay = time.perf_counter() - t0
-    fits = sum(sum(d.prediction is not None for d in o.decisions) for o in outcomes)
-    points = sum(len(o.decisions) for o in outcomes)
-    converged = sum(o.converged for o in outcomes)
-    print(f"models: {len(curves)} x {len(curves[0])} points, backend={args.backend}")
-    print(f"read CSV:   {t_read:.2f} s")
-    print(f"replay:     {t_replay:.2f} s  ({points} points observed, {fits} fits, {converged} converged)")
-    print(f"per model:  {1e3 * t_replay / len(curves):.2f} ms; per fit (incl. analyzer and baseline): "
-          f"{1e6 * t_replay / max(fits, 1):.0f} us")
+    print(f"{len(curves)} models x {len(curves[0])} points; read CSV: {t_read:.2f} s")
+    print(f"{'setting':<22} {'models':>6} {'fits':>6} {'stopped early':>13} {'replay s':>9} {'ms/model':>9}"
+          f" {'per-point fits ms/model':>24} {'ratio':>6}")
+    for label, t in (("paper (t=0.5)", 0.5), ("worst case (t=0)", 0.0)):
+        seconds, outcomes = timed_replay(curves, t, batched=True)
+        plain_s, _ = timed_replay(curves[: args.compare], t, batched=False)
+        fits = sum(sum(d.prediction is not None for d in o.decisions) for o in outcomes)
+        early = sum(o.converged for o in outcomes)
+        per_model = 1e3 * seconds / len(curves)
+        plain_per_model = 1e3 * plain_s / min(args.compare, len(curves))
+        print(f"{label:<22} {len(curves):>6} {fits:>6} {early:>13} {seconds:>9.2f} {per_model:>9.2f}"
+              f" {plain_per_model:>24.2f} {plain_per_model / per_model:>5.1f}x")
 
 
 if __name__ == "__main__":

@@ -152,10 +152,13 @@ def fit_prefixes(epochs, accuracies, lengths, backend: BackendName = "fast") -> 
         xs, scale = rescale_epochs(x)
         counts = np.array([lengths[i] for i in batch])
         a, b, c = fitter.fit_prefixes(xs, y, counts)
+        n_max = int(counts.max())
+        with np.errstate(all="ignore"):
+            r = y[None, :n_max] - predictive_function(xs[None, :n_max], a[:, None], b[:, None], c[:, None])
+            ssr = np.add.reduce(np.where(np.arange(n_max) < counts[:, None], r * r, 0.0), axis=1)
+        ssr[~np.isfinite(ssr)] = np.inf
         for j, i in enumerate(batch):
-            n = lengths[i]
-            aj, bj, cj = float(a[j]), float(b[j]), float(c[j])
-            results[i] = CurveFit(aj, bj, cj, sum_squared_residuals(xs[:n], y[:n], aj, bj, cj), n, fitter.name, scale)
+            results[i] = CurveFit(float(a[j]), float(b[j]), float(c[j]), float(ssr[j]), lengths[i], fitter.name, scale)
     return results  # type: ignore[return-value]
 
 
