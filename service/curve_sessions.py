@@ -72,6 +72,10 @@ class CurveSettings(BaseSettings):
     max_points: int = Field(DEFAULT_MAX_POINTS, ge=1, description="Most points one session may hold.")
 
 
+CURVE_ID_PATTERN = r"^[0-9a-f]{24}$"
+"""Session ids are 12 random bytes in hex; anything else never reaches a Redis key."""
+
+
 def session_key(curve_id: str) -> str:
     return key("curve", curve_id)
 

@@ -171,6 +171,17 @@ def test_policy_refusal_is_422_and_records_nothing(api, curves):
         assert decision_of(answer) == expected[-1]
 
 
+def test_ids_that_are_not_session_ids_never_reach_redis(api):
+    server = api()
+    with server.client() as http:
+        curve_id = open_curve(http)
+        for path in (f"/v1/curves/{curve_id}:points", f"/v1/curves/{curve_id}:points/observations"):
+            response = http.get(path) if not path.endswith("observations") else http.post(
+                path, json={"points": [{"epoch": 1, "val_acc": 1}]})
+            assert response.status_code == 422, response.text
+            assert response.json()["errors"][0]["loc"] == ["path", "curve_id"]
+
+
 def test_bad_session_settings_are_422(api):
     server = api()
     with server.client() as http:

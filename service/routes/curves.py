@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 
 from service.curve_schemas import (
@@ -20,7 +20,7 @@ from service.curve_schemas import (
     ObservationResult,
     ObservationsCreate,
 )
-from service.curve_sessions import CurveSessions, CurveSettings
+from service.curve_sessions import CURVE_ID_PATTERN, CurveSessions, CurveSettings
 from service.deps import OwnerDep, v1_router
 from service.errors import error_responses
 
@@ -38,6 +38,7 @@ async def get_curve_sessions(request: Request) -> CurveSessions:
 
 
 SessionsDep = Annotated[CurveSessions, Depends(get_curve_sessions)]
+CurveId = Annotated[str, Path(pattern=CURVE_ID_PATTERN, description="The id POST /v1/curves answered.")]
 
 
 @router.post("", status_code=201, response_model=CurveCreated)
@@ -50,7 +51,7 @@ async def create_curve(owner: OwnerDep, sessions: SessionsDep, response: Respons
 
 
 @router.post("/{curve_id}/observations", response_model=ObservationResult, responses=error_responses(404, 409))
-async def observe_curve(curve_id: str, body: ObservationsCreate, owner: OwnerDep,
+async def observe_curve(curve_id: CurveId, body: ObservationsCreate, owner: OwnerDep,
                         sessions: SessionsDep) -> JSONResponse:
     """Append points (epochs increasing) and answer the decision after the last one; all or nothing."""
     decision, n_points = await sessions.observe(curve_id, owner, body.points)
@@ -59,13 +60,13 @@ async def observe_curve(curve_id: str, body: ObservationsCreate, owner: OwnerDep
 
 
 @router.get("/{curve_id}", response_model=CurvePublic, responses=error_responses(404))
-async def read_curve(curve_id: str, owner: OwnerDep, sessions: SessionsDep) -> CurvePublic:
+async def read_curve(curve_id: CurveId, owner: OwnerDep, sessions: SessionsDep) -> CurvePublic:
     """Every point with the decision made after it, the latest and the first stopping decision."""
     return await sessions.get(curve_id, owner)
 
 
 @router.delete("/{curve_id}", status_code=204, responses=error_responses(404))
-async def delete_curve(curve_id: str, owner: OwnerDep, sessions: SessionsDep) -> Response:
+async def delete_curve(curve_id: CurveId, owner: OwnerDep, sessions: SessionsDep) -> Response:
     """Forget a session and its points."""
     await sessions.delete(curve_id, owner)
     return Response(status_code=204)
