@@ -221,13 +221,17 @@ class CurveSessions:
                 if entry.owner != owner:
                     raise CurveNotFound(curve_id)
                 self._check_order(entry, points)
-                decisions = await self._feed(curve_id, entry, points)
-                answers = [clean_json(d.to_dict()) for d in decisions]
-                records = [_record(p, d) for p, d in zip(points, answers)]
-                result = await self._commit(
-                    keys=[session_key(curve_id), points_key(curve_id)],
-                    args=[entry.n_points, self.ttl_ms, *records],
-                )
+                try:
+                    decisions = await self._feed(entry, points)
+                    answers = [clean_json(d.to_dict()) for d in decisions]
+                    records = [_record(p, d) for p, d in zip(points, answers)]
+                    result = await self._commit(
+                        keys=[session_key(curve_id), points_key(curve_id)],
+                        args=[entry.n_points, self.ttl_ms, *records],
+                    )
+                except BaseException:
+                    self.cache.drop(curve_id)  # its policy may hold points that were not stored
+                    raise
                 if result == -1:
                     self.cache.drop(curve_id)
                     raise CurveNotFound(curve_id)
@@ -255,8 +259,8 @@ class CurveSessions:
                 )
             last = point.epoch
 
-    async def _feed(self, curve_id: str, entry: _Entry, points: Sequence[ObservationPoint]) -> list[Decision]:
-        """Run the policy on the new points; on refusal drop it (it may hold some of them) and answer 422."""
+    async def _feed(self, entry: _Entry, points: Sequence[ObservationPoint]) -> list[Decision]:
+        """Run the policy on the new points; a point it refuses is a 422 naming the point."""
         decisions = []
         history = entry.policy.history
         known = ([*history.epochs(), *(p.epoch for p in points)], [*history.accuracies(), *(p.val_acc for p in points)])
@@ -267,7 +271,6 @@ class CurveSessions:
                 try:
                     decisions.append(entry.policy.observe(p.epoch, p.val_acc, p.val_loss, p.train_loss))
                 except ValueError as exc:
-                    self.cache.drop(curve_id)
                     field = str(exc).split(" ", 1)[0]
                     loc = ["body", "points", i, field] if field in ObservationPoint.model_fields else ["body", "points", i]
                     raise InvalidInput(f"body.points[{i}]: {exc}. Nothing was recorded.",

@@ -326,3 +326,32 @@ def test_a_full_session_refuses_more_points(api, curves):
         assert response.status_code == 409
         assert response.json()["detail"] == "a curve session holds at most 5 points; it has 4 and 2 were posted"
         assert post(http, curve_id, curves[0][4]).json()["n_points"] == 5
+
+
+def test_redis_down_is_503_not_404(api):
+    from worker.embedded import free_port
+
+    server = api(redis_url=f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    with server.client() as http:
+        for response in (http.post("/v1/curves"), http.get("/v1/curves/" + "0" * 24),
+                         post(http, "0" * 24, {"epoch": 1, "val_acc": 1})):
+            assert response.status_code == 503, response.text
+            assert response.json()["code"] == "redis_unavailable"
+
+
+def test_a_failed_commit_leaves_no_trace_in_the_cached_policy(api, redis_conn, curves):
+    """Redis refuses the write after the policy saw the point: the retry must be accepted, not 409."""
+    points = curves[0][:8]
+    server = api()
+    with server.client() as http:
+        curve_id = open_curve(http, num_classes=100)
+        post(http, curve_id, *points[:6])
+        stored = redis_conn.lrange(points_key(curve_id), 0, -1)
+        redis_conn.delete(points_key(curve_id))
+        redis_conn.set(points_key(curve_id), "not a list")  # the commit's LLEN now fails (WRONGTYPE)
+        assert post(http, curve_id, points[6]).status_code == 500
+        redis_conn.delete(points_key(curve_id))
+        redis_conn.rpush(points_key(curve_id), *stored)
+        answers = [post(http, curve_id, p) for p in points[6:]]
+        assert [a.status_code for a in answers] == [200, 200]
+        assert decision_of(answers[-1].json()) == library_decisions(points, num_classes=100)[-1]
