@@ -341,6 +341,7 @@ class _Prefixes:
         self.dx_min = running_min[counts - 2]
         self.n = counts.astype(float)
         self.sy, self.syy = np.cumsum(np.stack([y, y * y], axis=1), axis=0)[self.last].T
+        self.n_col, self.sy_col, self.syy_col = self.n[:, None], self.sy[:, None], self.syy[:, None]
 
     def profile_shared(self, log_lams: np.ndarray) -> np.ndarray:
         """One grid (m,) for every prefix -> (3, P, m): prefix sums from one cumulative sum."""
@@ -366,29 +367,26 @@ class _Prefixes:
         return self._best(lams, sg, sgy, sgg)
 
     def _best(self, lams, sg, sgy, sgg) -> np.ndarray:
-        n, sy, syy = self.n[:, None], self.sy[:, None], self.syy[:, None]
+        n, sy, syy = self.n_col, self.sy_col, self.syy_col
         k_min = np.exp(-lams)
-        shape = sg.shape
-        a = np.empty((4, *shape))
-        k = np.empty((4, *shape))
+        # cand[0] = ssr, cand[1] = a, cand[2] = k for the four candidates: the interior
+        # solution, a on either bound (best k >= k_min), k = k_min (best a within bounds).
+        cand = np.empty((3, 4, *sg.shape))
+        a, k = cand[1], cand[2]
         det = sg * sg - n * sgg
         a[0] = (sg * sgy - sy * sgg) / det
         k[0] = (n * sgy - sg * sy) / det
         a[1:3] = _BOUNDS_A
-        k[1:3] = np.maximum((_BOUNDS_A * sg - sgy) / sgg, k_min)
-        a[3] = np.clip((sy + k_min * sg) / n, A_MIN, A_MAX)
+        np.maximum((_BOUNDS_A * sg - sgy) / sgg, k_min, out=k[1:3])
+        np.minimum(np.maximum((sy + k_min * sg) / n, A_MIN), A_MAX, out=a[3])
         k[3] = k_min
-        ssr = syy + a * (n * a - 2 * sy) + k * (k * sgg + 2 * sgy) - 2 * a * k * sg
-        feasible = (a[0] >= A_MIN) & (a[0] <= A_MAX) & (k[0] >= k_min)
-        ssr[0] = np.where(feasible, ssr[0], np.inf)
-        ssr[np.isnan(ssr)] = np.inf
-        pick = np.argmin(ssr, axis=0).ravel()
-        cols = np.arange(pick.size)
-        out = np.empty((3, *shape))
-        out[0] = ssr.reshape(4, -1)[pick, cols].reshape(shape)
-        out[1] = a.reshape(4, -1)[pick, cols].reshape(shape)
-        out[2] = k.reshape(4, -1)[pick, cols].reshape(shape)
-        return out
+        cand[0] = syy + a * (n * a - 2 * sy) + k * (k * sgg + 2 * (sgy - a * sg))
+        # An infeasible interior solution (NaN or inf when det = 0 included: comparisons with
+        # NaN are false) is out; the bound candidates are always finite (sgg >= 1).
+        cand[0, 0][~((a[0] >= A_MIN) & (a[0] <= A_MAX) & (k[0] >= k_min))] = np.inf
+        flat = cand.reshape(3, 4, -1)
+        pick = np.argmin(flat[0], axis=0)
+        return flat[:, pick, np.arange(pick.size)].reshape(3, *sg.shape)
 
 
 _BACKENDS: dict[str, FitBackend] = {"fast": FastBackend(), "scipy": ScipyBackend()}
