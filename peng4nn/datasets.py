@@ -136,7 +136,7 @@ def _read_idx(path: Path) -> np.ndarray:
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
         raise DatasetError(f"{path}: header says {tuple(dims)} but holds {data.size} bytes")
-    return data.reshape(tuple(dims))
+    return data.reshape(tuple(dims)).copy()  # frombuffer is read-only
 
 
 def _idx_reader(folder: str, name: str, tv_class: str):
@@ -389,14 +389,17 @@ def load_dataset(name: str | os.PathLike, *, device: "str | torch.device", E: fl
     kept, steps = iteration_train_size(len(arrays.x_train), E, batch_size)
 
     device = torch.device(device)
-    x_train = torch.as_tensor(arrays.x_train[:kept]).to(device).float().div_(arrays.scale)
-    x_val = torch.as_tensor(arrays.x_val).to(device).float().div_(arrays.scale)
-    if normalize:
-        dims = [0] + list(range(2, x_train.ndim))  # per channel
-        mean = x_train.mean(dim=dims, keepdim=True)
-        std = x_train.std(dim=dims, keepdim=True).clamp_min(1e-6)
-        x_train.sub_(mean).div_(std)
+    # Move in the stored dtype (uint8 is 4x less to copy), convert on the device; copy=True so
+    # the in-place normalisation below never writes into the per-process cache.
+    x_full = torch.as_tensor(arrays.x_train).to(device).to(torch.float32, copy=True).div_(arrays.scale)
+    x_val = torch.as_tensor(arrays.x_val).to(device).to(torch.float32, copy=True).div_(arrays.scale)
+    if normalize:  # per channel, with the whole training split's statistics (independent of batch size)
+        dims = [0] + list(range(2, x_full.ndim))
+        mean = x_full.mean(dim=dims, keepdim=True)
+        std = x_full.std(dim=dims, keepdim=True).clamp_min(1e-6)
+        x_full.sub_(mean).div_(std)
         x_val.sub_(mean).div_(std)
+    x_train = x_full[:kept]
     if device.type == "cuda" and x_train.ndim == 4:
         x_train = x_train.contiguous(memory_format=torch.channels_last)
         x_val = x_val.contiguous(memory_format=torch.channels_last)

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SCHEMA_VERSION = "peng4nn.arch/v1"
 """The only value accepted in a spec's ``schema`` field."""
@@ -142,8 +142,17 @@ class Flatten(_Layer):
 
 class Linear(_Layer):
     type: Literal["linear"]
-    units: PositiveInt | Literal["num_classes"]
+    units: Union[int, Literal["num_classes"]]
+    """A positive width, or "num_classes" for the dataset's class count."""
     bias: bool = True
+
+    @field_validator("units", mode="before")
+    @classmethod
+    def _check_units(cls, value: Any) -> Any:
+        # One readable error instead of one per union member.
+        if value == "num_classes" or (type(value) is int and value >= 1):
+            return value
+        raise ValueError(f"units must be a positive integer or \"num_classes\"; got {value!r}")
 
 
 class ReLU(_Layer):
@@ -290,8 +299,10 @@ def _pydantic_errors(exc: ValidationError) -> list[dict[str, Any]]:
             if isinstance(part, int) and i + 1 < len(loc) and loc[i + 1] in LAYER_TYPES and i > 0 and loc[i - 1] == "layers":
                 i += 1  # skip the union tag
             i += 1
-        msg = err["msg"]
-        if err["type"] == "union_tag_invalid":
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "value_error":
+            pass  # our own validators already say what they got
+        elif err["type"] == "union_tag_invalid":
             msg = f"unknown layer type {err['input'].get('type')!r}; allowed: {', '.join(LAYER_TYPES)}"
             cleaned.append("type")
         elif err["type"] == "union_tag_not_found":
@@ -425,7 +436,7 @@ def _infer(layer: Any, shape: Shape, loc: Loc, num_classes: int, counter: _Count
         if min(out_spatial) < 1:
             raise _ShapeError(loc + ("kernel",), f"{kind} with kernel {layer.kernel}, stride {stride}, padding "
                               f"{layer.padding}, dilation {dilation} turns input {_fmt(shape)} into a "
-                              f"non-positive size {_fmt((channels, *out_spatial))}")
+                              f"non-positive size {_fmt((layer.filters if is_conv else channels, *out_spatial))}")
         if is_conv:
             if channels % layer.groups:
                 raise _ShapeError(loc + ("groups",), f"groups={layer.groups} must divide the {channels} input channels")
