@@ -71,12 +71,20 @@ class PEng4NNEarlyStopping(pl.Callback):
         return self.decision.estimate if self.decision is not None else None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.curve = open_curve(self.client, estimator=self.estimator, num_classes=self.num_classes, label=self.label)
+        if trainer.is_global_zero:  # one curve per run (a remote session per rank would be N sessions)
+            self.curve = open_curve(self.client, estimator=self.estimator, num_classes=self.num_classes,
+                                    label=self.label)
         self.points, self.decisions = [], []
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or self.curve is None:
+        if trainer.sanity_checking:
             return
+        # Rank 0 decides; every rank joins the reduction (a collective call).
+        stop = self._decide(trainer) if self.curve is not None else False
+        if trainer.strategy.reduce_boolean_decision(stop, all=False):
+            trainer.should_stop = True
+
+    def _decide(self, trainer: pl.Trainer) -> bool:
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
             raise KeyError(
@@ -85,19 +93,18 @@ class PEng4NNEarlyStopping(pl.Callback):
             )
         epoch = epochs_trained(trainer)
         if self.decisions and epoch <= self.decisions[-1].epoch:
-            return  # validated again without training in between (e.g. a manual trainer.validate())
+            return False  # validated again without training in between (e.g. a manual trainer.validate())
         acc = float(value) * self.value_scale
         decision = self.curve.observe(epoch, acc)
+        first_stop = decision.stop and not any(d.stop for d in self.decisions)
         self.points.append((epoch, acc))
         self.decisions.append(decision)
-        stop = decision.stop and (decision.converged or self.stop_at_max_epochs)
-        if decision.stop and decision.estimate is not None and len(self.decisions) == _first_stop(self.decisions):
+        if first_stop and decision.estimate is not None:
             if trainer.logger is not None:
                 trainer.logger.log_metrics({ESTIMATE_ATTR: decision.estimate}, step=trainer.global_step)
             rank_zero_info(f"PEng4NN: {decision.reason.value} at epoch {epoch:g}; "
                            f"predicted final {self.monitor} {decision.estimate:.2f}%")
-        if trainer.strategy.reduce_boolean_decision(stop, all=False):
-            trainer.should_stop = True
+        return decision.stop and (decision.converged or self.stop_at_max_epochs)
 
 
 def epochs_trained(trainer: pl.Trainer) -> float:
@@ -108,7 +115,3 @@ def epochs_trained(trainer: pl.Trainer) -> float:
         return float(trainer.current_epoch + 1)
     return trainer.current_epoch + min(done, batches) / batches
 
-
-def _first_stop(decisions: list[Decision]) -> int:
-    """1-based position of the first stopping decision."""
-    return next(i for i, d in enumerate(decisions, 1) if d.stop)
