@@ -19,6 +19,7 @@ from peng4nn import __version__
 from service.config import Settings, get_settings
 from service.errors import install_error_handlers
 from service.middleware import BodySizeLimit
+from service.streams import StreamHub
 from service.routes import curves, datasets, health, jobs
 from worker.events import JobStore
 from worker.maintenance import run_maintenance
@@ -40,6 +41,7 @@ async def lifespan(app: FastAPI):
                                                 max_connections=settings.redis_max_connections)
     app.state.store = JobStore(app.state.redis, settings.job_ttl_s)
     app.state.queue = Queue(settings.queue_name, connection=app.state.rq_redis)
+    app.state.stream_hub = StreamHub(app.state.async_redis, settings.sse_fanout)
     maintenance = asyncio.create_task(_maintenance_loop(app.state.queue, settings))
     try:
         yield
@@ -47,6 +49,7 @@ async def lifespan(app: FastAPI):
         maintenance.cancel()
         with suppress(asyncio.CancelledError):
             await maintenance
+        await app.state.stream_hub.close()
         await app.state.async_redis.aclose()
         app.state.redis.close()
         app.state.rq_redis.close()

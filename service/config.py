@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing import Annotated
+from typing import Annotated, Literal
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 """Used only when a process is started without REDIS_URL outside `peng4nn serve`."""
@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     maintenance_interval_s: float = Field(10.0, gt=0, description="How often the API and workers look for abandoned jobs.")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Larger request bodies are refused with 413.")
     max_batch: int = Field(1000, ge=1, description="Most jobs in one POST /v1/jobs/batch.")
+    sse_fanout: Literal["hub", "direct"] = Field(
+        "hub", description="hub: one XREAD per API process for all streams; direct: one blocking XREAD per client.")
     sse_keepalive_s: float = Field(15.0, gt=0, description="Idle streams get a keep-alive comment this often.")
     data_root: str | None = Field(None, description="Where workers keep downloaded datasets.")
     download: bool = Field(False, description="Let workers download datasets that are not on disk.")

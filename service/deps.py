@@ -20,6 +20,7 @@ from rq import Queue
 
 from service.config import Settings
 from service.errors import Unauthorized, error_responses
+from service.streams import StreamHub
 from worker.events import JobStore
 
 PUBLIC_OWNER = "public"
@@ -47,6 +48,11 @@ async def get_store(request: Request) -> JobStore:
 async def get_queue(request: Request) -> Queue:
     """The RQ queue (on its own bytes client: RQ pickles)."""
     return request.app.state.queue
+
+
+async def get_stream_hub(request: Request) -> StreamHub:
+    """The process's fan-out reader of job event streams (for SSE handlers)."""
+    return request.app.state.stream_hub
 
 
 _bearer = HTTPBearer(auto_error=False, description="One of the tokens in PENG4NN_API_TOKENS (when set).")
@@ -79,6 +85,7 @@ AsyncRedisDep = Annotated[AsyncRedis, Depends(get_async_redis)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 QueueDep = Annotated[Queue, Depends(get_queue)]
 OwnerDep = Annotated[str, Depends(get_owner)]
+StreamHubDep = Annotated[StreamHub, Depends(get_stream_hub)]
 
 
 def v1_router(prefix: str, tag: str) -> APIRouter:

@@ -166,8 +166,12 @@ class JobStore:
         fields.update(status=JobStatus.QUEUED.value, owner=owner)
         op = {"id": job_id, "owner": owner, "fields": fields, "event": list(status_event(JobStatus.QUEUED)),
               "ttl": self.ttl_s, "index": key("index")}
-        return self._create(keys=[record_key(job_id), stream_key(job_id), STATS_KEY], args=[dumps(op)],
-                            client=pipeline or self.redis)
+        keys = [record_key(job_id), stream_key(job_id), STATS_KEY]
+        if pipeline is None:
+            return self._create(keys=keys, args=[dumps(op)])
+        # EVAL, not EVALSHA: inside MULTI a missing script would fail alone and leave the rest
+        # applied; EVAL needs no SCRIPT EXISTS round trip either (Redis caches it by digest).
+        return pipeline.eval(_CREATE_LUA, len(keys), *keys, dumps(op))
 
     def apply(
         self,

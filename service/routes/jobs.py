@@ -9,7 +9,6 @@ stream would not scale to hundreds of streams. No handler mixes the two.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import AsyncIterable
 from typing import Annotated
 
@@ -31,15 +30,14 @@ from peng4nn.jobs import (
     TERMINAL_STATUSES,
 )
 from service import jobs
-from service.deps import AsyncRedisDep, OwnerDep, QueueDep, RedisDep, SettingsDep, StoreDep, v1_router
+from service.deps import AsyncRedisDep, OwnerDep, QueueDep, RedisDep, SettingsDep, StoreDep, StreamHubDep, v1_router
 from service.errors import InvalidInput, JobNotFound, StreamEnded, error_responses
+from service.streams import HubClosed
 from worker.events import record_key, stream_key
 
 router = v1_router("/jobs", "jobs")
 
 EVENT_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"
-MAX_BLOCK_MS = 2000
-"""Longest single XREAD wait (redis-py's default socket timeout is 5 s)."""
 """A Redis stream id, which is what every event id is."""
 
 
@@ -113,30 +111,33 @@ async def _stream_start(
     200: {"description": "text/event-stream of status, iteration and result events", "content": {"text/event-stream": {}}},
     204: {"description": "The job has ended and the client has every event: stop reconnecting."},
     **error_responses(404)})
-async def stream_job_events(job_id: str, cursor: Annotated[str, Depends(_stream_start)],
+async def stream_job_events(job_id: str, cursor: Annotated[str, Depends(_stream_start)], hub: StreamHubDep,
                             redis: AsyncRedisDep, settings: SettingsDep) -> AsyncIterable[ServerSentEvent]:
     """Server-sent events: ``status``, ``iteration``, final ``result``; resume with ``Last-Event-ID``."""
-    key, idle_since = stream_key(job_id), time.monotonic()
+    key = stream_key(job_id)
+    try:
+        sub, entries = await hub.subscribe(key, cursor)
+    except (RedisConnectionError, RedisTimeoutError):
+        return  # Redis went away: end the stream; the client resumes with Last-Event-ID
+    last = _id_tuple(cursor)
     try:
         while True:
-            # Block at most MAX_BLOCK_MS per call: the client's socket timeout must not fire first.
-            idle_ms = (settings.sse_keepalive_s - (time.monotonic() - idle_since)) * 1000
-            reply = await redis.xread({key: cursor}, count=500, block=int(max(1, min(idle_ms, MAX_BLOCK_MS))))
-            if not reply:
-                if time.monotonic() - idle_since >= settings.sse_keepalive_s:
-                    if not await redis.exists(key):
-                        return  # expired while idle
-                    idle_since = time.monotonic()
-                    yield ServerSentEvent(comment="keep-alive")
-                continue
-            idle_since = time.monotonic()
-            for event_id, fields in reply[0][1]:
-                cursor = event_id
+            if entries is None:  # idle for a whole keep-alive period
+                if not await redis.exists(key):
+                    return  # expired
+                yield ServerSentEvent(comment="keep-alive")
+            for event_id, fields in entries or ():
+                if _id_tuple(event_id) <= last:
+                    continue
+                last = _id_tuple(event_id)
                 yield ServerSentEvent(id=event_id, event=fields["type"], raw_data=fields["data"])
                 if fields["type"] == EVENT_RESULT:
                     return
-    except (RedisConnectionError, RedisTimeoutError):
-        return  # Redis went away: end the stream; the client resumes with Last-Event-ID
+            entries = await sub.get(settings.sse_keepalive_s)
+    except (HubClosed, RedisConnectionError, RedisTimeoutError):
+        return
+    finally:
+        hub.unsubscribe(sub)
 
 
 def _id_tuple(event_id: str) -> tuple[int, int]:
