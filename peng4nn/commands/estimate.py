@@ -27,6 +27,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--download", action="store_true", help="download torchvision datasets that are missing")
     p.add_argument("--val-fraction", dest="val_fraction", type=float, default=None,
                    help="validation share carved from the training split (default: official test split / 20%%)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 is fastest for small nets on busy machines)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
     p.set_defaults(run=run)
 
@@ -80,6 +82,12 @@ def run(args: argparse.Namespace) -> int:
         device = torch.device(args.device) if args.device else default_device()
     except RuntimeError as exc:
         raise CliError(f"--device: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CliError(f"--device {args.device}: CUDA is not available on this machine")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CliError(f"--threads must be at least 1; got {args.threads}")
+        torch.set_num_threads(args.threads)
     e_max = args.e_max if args.e_max is not None else policy.e_max
     total = int(round(e_max / policy.E))
     out = sys.stdout
