@@ -29,6 +29,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "OPTIONAL_COLUMNS",
     "CurveFileError",
+    "ReplayError",
     "RecordedCurve",
     "ModelOutcome",
     "PolicyFactory",
@@ -58,6 +59,14 @@ class CurveFileError(ValueError):
         super().__init__(f"{where}:{who} {message}")
 
 
+class ReplayError(ValueError):
+    """A policy refused a recorded point mid-replay; names the model, the point's line and epoch."""
+
+    def __init__(self, model: str, line: int, epoch: float, message: str):
+        self.model, self.line, self.epoch, self.message = model, line, epoch, message
+        super().__init__(f"line {line}: model {model!r}: at epoch {epoch:g}: {message}")
+
+
 @dataclass(frozen=True, eq=False)
 class RecordedCurve:
     """One model's recorded validation curve, in epoch order."""
@@ -69,6 +78,8 @@ class RecordedCurve:
     train_loss: np.ndarray | None
     #: Line of the file where this model's first row is (1 = the header).
     first_line: int = 0
+    #: Line of each point, when read from a file.
+    lines: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.epochs)
@@ -81,6 +92,10 @@ class RecordedCurve:
             None if self.val_loss is None else float(self.val_loss[i]),
             None if self.train_loss is None else float(self.train_loss[i]),
         )
+
+    def line_of(self, i: int) -> int:
+        """File line of the i-th point (the model's first line when unknown)."""
+        return self.lines[i] if self.lines is not None else self.first_line
 
     def best_accuracy(self, e_max: float) -> float:
         """Ground truth: the highest validation accuracy recorded up to e_max."""
@@ -143,6 +158,7 @@ class _CurveBuilder:
         self.first_line = first_line
         self.last_line = first_line
         self.values: dict[str, list[float]] = {c: [] for c in columns}
+        self.lines: list[int] = []
 
     def add(self, row: dict[str, float], line: int, path) -> None:
         epochs = self.values["epoch"]
@@ -152,6 +168,7 @@ class _CurveBuilder:
             raise CurveFileError(path, line, self.model_id, f"epoch {epoch:g} {what} epoch {epochs[-1]:g}; epochs must increase")
         for column, value in row.items():
             self.values[column].append(value)
+        self.lines.append(line)
         self.last_line = line
 
     def build(self) -> RecordedCurve:
@@ -163,6 +180,7 @@ class _CurveBuilder:
             val_loss=np.asarray(v["val_loss"], dtype=float) if "val_loss" in v else None,
             train_loss=np.asarray(v["train_loss"], dtype=float) if "train_loss" in v else None,
             first_line=self.first_line,
+            lines=tuple(self.lines),
         )
 
 
@@ -200,15 +218,10 @@ def read_curves(path: str | Path, *, c_min: int = MIN_POINTS) -> list[RecordedCu
                 line = reader.line_num
                 if not fields or all(not f.strip() for f in fields):
                     continue
-
-                def raw(column: str) -> str | None:
-                    i = index[column]
-                    return fields[i] if i < len(fields) else None
-
-                model_id = (raw("model_id") or "").strip()
+                model_id = (_field(fields, index["model_id"]) or "").strip()
                 if not model_id:
                     raise CurveFileError(path, line, None, "model_id is missing")
-                row = {c: _number(raw(c), c, path, line, model_id) for c in numeric}
+                row = {c: _number(_field(fields, index[c]), c, path, line, model_id) for c in numeric}
                 if row["epoch"] <= 0:
                     raise CurveFileError(path, line, model_id, f"epoch must be positive; got {row['epoch']:g}")
                 if not 0.0 <= row["val_acc"] <= 100.0:
@@ -234,6 +247,11 @@ def read_curves(path: str | Path, *, c_min: int = MIN_POINTS) -> list[RecordedCu
         raise CurveFileError(path, 2, None, "no data rows after the header")
     curves.append(_finished(current, c_min, path))
     return curves
+
+
+def _field(fields: list[str], i: int) -> str | None:
+    """The i-th field of a row, None when the row is short."""
+    return fields[i] if i < len(fields) else None
 
 
 def _finished(builder: _CurveBuilder, c_min: int, path) -> RecordedCurve:
@@ -299,7 +317,11 @@ def run_policy(policy: StoppingPolicy, curve: RecordedCurve) -> tuple[Decision |
     decisions: list[Decision] = []
     try:
         for i in range(len(curve)):
-            decision = policy.observe(*curve.point(i))
+            point = curve.point(i)
+            try:
+                decision = policy.observe(*point)
+            except ValueError as exc:
+                raise ReplayError(curve.model_id, curve.line_of(i), point[0], str(exc)) from exc
             decisions.append(decision)
             if decision.stop:
                 break

@@ -13,6 +13,7 @@ from peng4nn.policies import make_policy
 from peng4nn.replay import (
     CurveFileError,
     RecordedCurve,
+    ReplayError,
     baseline_monitor,
     infer_epoch_step,
     policy_factory,
@@ -267,3 +268,14 @@ def test_policy_factory_rejects_bad_configuration_up_front():
         policy_factory("nope")
     with pytest.raises(ValueError, match="patience"):
         policy_factory("patience", patience=-1)
+
+
+def test_a_point_a_policy_refuses_names_model_line_and_epoch(tmp_path):
+    curves = read_curves(write(tmp_path, "model_id,epoch,val_acc\n" + rows("a", [10, 11, 12], losses=False)
+                               + "\n" + rows("b", [10, 11, 12], losses=False)))
+    with pytest.raises(ReplayError) as info:
+        replay(curves, policy_factory("menndl", monitor="val_loss"))
+    err = info.value
+    assert (err.model, err.line, err.epoch) == ("a", 2, 0.5)
+    assert "val_loss is required" in err.message
+    assert curves[1].line_of(0) == 6  # blank line skipped, line numbers kept

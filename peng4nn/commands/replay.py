@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from peng4nn.cli import CliError
     from peng4nn.metrics import summarize
     from peng4nn.policies import PolicyConfigError
-    from peng4nn.replay import CurveFileError, baseline_monitor, infer_epoch_step, policy_factory, read_curves, replay
+    from peng4nn.replay import CurveFileError, ReplayError, baseline_monitor, infer_epoch_step, policy_factory, read_curves, replay
 
     options = {field: getattr(args, dest) for dest, field in _ESTIMATOR_OPTIONS.items() if getattr(args, dest) is not None}
     params = {name: getattr(args, name) for name in _POLICY_OPTIONS if getattr(args, name) is not None}
@@ -93,7 +93,10 @@ def run(args: argparse.Namespace) -> int:
     except (PolicyConfigError, ValueError) as exc:
         raise CliError(str(exc)) from None
     monitor = baseline_monitor(curves)
-    outcomes = replay(curves, factory, e_max=settings.e_max, monitor=monitor)
+    try:
+        outcomes = replay(curves, factory, e_max=settings.e_max, monitor=monitor)
+    except ReplayError as exc:
+        raise CliError(f"{args.curves}:{exc.line}: model {exc.model!r}: at epoch {exc.epoch:g}: {exc.message}") from None
     summary = summarize(outcomes)
 
     if args.json:
