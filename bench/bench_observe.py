@@ -15,8 +15,10 @@ on the embedded Redis, side by side in one run:
   the same HTTP, auth, validation, lock and cache path without the decision, i.e. the
   ceiling the framework alone allows.
 
-Prints observations/s, p50/p99/max latency of the observation posts, and, for where the
-time goes, the in-process cost of one `policy.observe()` (the fit) on the same curves.
+Prints observations/s and p50/p99/max latency of the observation posts. For where the time
+goes, which wall-clock rates on a shared machine cannot say, it also prints the CPU time per
+request of the API process(es), of Redis and of the load generator (from /proc, independent
+of how busy the machine is), and the in-process cost of one `policy.observe()` (the fit).
 The load generator speaks HTTP/1.1 on raw asyncio streams so that it costs the shared
 CPUs as little as possible.
 """
@@ -113,11 +115,15 @@ async def client_loop(port: int, curves, start: int, step: int, deadline: float,
         conn.close()
 
 
+async def warm_up(port: int, curves, seconds: float = 2.0) -> None:
+    """Load the API briefly first (imports, connection pools, Lua script, caches), unmeasured."""
+    end = time.perf_counter() + seconds
+    await asyncio.gather(*(client_loop(port, curves, s, 20, end, {"latency": [], "errors": 0, "sessions": 0})
+                           for s in range(20)))
+
+
 async def drive(port: int, sessions: int, duration: float, curves, no_fit: bool = False) -> dict:
     stats = {"latency": [], "errors": 0, "sessions": 0}
-    warm = time.perf_counter() + min(2.0, duration / 5)
-    await asyncio.gather(*(client_loop(port, curves, s, sessions, warm, {"latency": [], "errors": 0, "sessions": 0})
-                           for s in range(min(sessions, 20))))  # warm up imports, pools and caches
     t0 = time.perf_counter()
     await asyncio.gather(*(client_loop(port, curves, s, sessions, t0 + duration, stats, no_fit)
                            for s in range(sessions)))
@@ -159,6 +165,34 @@ def stop_server(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def tree_cpu_s(root: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by ``root`` and its descendants, by command name."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                text = (entry / "stat").read_text()
+            except OSError:
+                continue
+            comm = text[text.index("(") + 1:text.rindex(")")]
+            fields = text[text.rindex(")") + 2:].split()
+            stats[int(entry.name)] = (int(fields[1]), comm, (int(fields[11]) + int(fields[12])) / tick)
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, (ppid, _, _) in stats.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    used: dict[str, float] = {}
+    for pid in tree:
+        if pid in stats:
+            _, comm, cpu = stats[pid]
+            name = "redis" if comm.startswith("redis") else "api"
+            used[name] = used.get(name, 0.0) + cpu
+    return used
+
+
 def policy_cost(curves) -> tuple[float, int]:
     """Mean seconds of one in-process `policy.observe()` on the points the clients post."""
     n, t0 = 0, time.perf_counter()
@@ -191,7 +225,10 @@ def main() -> None:
         port = free_port()
         proc = start_server(port, args.api_workers, envs[mode])
         try:
+            asyncio.run(warm_up(port, curves))
+            cpu0, client0 = tree_cpu_s(proc.pid), time.process_time()
             stats = asyncio.run(drive(port, args.sessions, args.duration, curves, no_fit=mode == "no-fit"))
+            cpu1, client1 = tree_cpu_s(proc.pid), time.process_time()
         finally:
             stop_server(proc)
         lat = np.array(stats["latency"]) * 1e3
@@ -201,6 +238,14 @@ def main() -> None:
               f"latency p50 {np.percentile(lat, 50):6.1f} ms, p99 {np.percentile(lat, 99):6.1f} ms, "
               f"max {lat.max():6.1f} ms; {stats['sessions']} sessions, {stats['errors']} errors "
               f"({args.sessions} concurrent, {args.api_workers} API process(es))")
+        # CPU per post does not depend on how busy the shared machine is; wall-clock rates do.
+        posts = len(lat) + stats["sessions"]
+        per = {k: (cpu1.get(k, 0) - cpu0.get(k, 0)) / posts * 1e3 for k in ("api", "redis")}
+        client_ms = (client1 - client0) / posts * 1e3
+        total = per["api"] + per["redis"] + client_ms
+        print(f"{'':>9}CPU per request (session opens included): API {per['api']:.3f} ms, Redis {per['redis']:.3f} ms,"
+              f" load generator {client_ms:.3f} ms -> one API process saturates at {1000 / per['api']:,.0f}/s; "
+              f"2 cores of our own would serve {2000 / total:,.0f}/s")
     if "cached" in results and "replay" in results:
         print(f"cached / replay throughput: {results['cached'] / results['replay']:.1f}x")
 
