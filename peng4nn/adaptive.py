@@ -46,6 +46,9 @@ WIDTH_FLOOR = 0.5
 #: References (networks trained to e_max) needed at an epoch before they calibrate or stop anything.
 MIN_REFERENCES = 5
 
+#: A noisy search's estimates are "resolved" at this many noise standard deviations (see `resolve`).
+NOISE_RESOLVE = 1.0
+
 #: Flat curves are kept this many epochs past the latest bloom the search has seen.
 BLOOM_MARGIN = 1.0
 
@@ -60,7 +63,10 @@ class AdaptiveSettings(BaseModel):
 
     top: float = Field(20.0, gt=0, le=100, description="Target fraction x (percent) of the search to identify.")
     budget: float | None = Field(
-        None, gt=0, description="Mean epochs per network the search may spend; None: no cap beyond e_max."
+        None,
+        gt=0,
+        description="Mean epochs per network after the warm-up; unspent epochs carry over to later networks. "
+        "None: no cap beyond e_max.",
     )
     level: float = Field(0.90, gt=0, lt=1, description="Nominal two-sided coverage of every reported interval.")
     stop_level: float = Field(
@@ -185,7 +191,9 @@ class AdaptivePopulation:
         self.flat_level = self.estimator.never_learn_threshold(num_classes) + self.settings.flat_margin
         self.records: list[_Record] = []
         self._sorted_estimates: list[float] = []
-        self._total_epochs = 0.0
+        #: Epochs spent and networks finished after the warm-up (what the budget counts).
+        self._spent_after_warmup = 0.0
+        self._finished_after_warmup = 0
         self._references: list[_Record] = []
         self._by_epoch: dict[int, _EpochReferences] = {}
         #: Curves flat at their first decision: (last epoch seen still flat, epoch it started learning or None).
@@ -220,8 +228,8 @@ class AdaptivePopulation:
         return self._sorted_estimates[-1]
 
     def mean_epochs_with(self, epochs: float) -> float:
-        """Mean epochs per network if the current one stopped now."""
-        return (self._total_epochs + epochs) / (self.n_finished + 1)
+        """Mean epochs per post-warm-up network if the current one stopped now."""
+        return (self._spent_after_warmup + epochs) / (self._finished_after_warmup + 1)
 
     def flat_patience(self) -> float:
         """Epochs a flat curve is kept: the setting, or longer while this search's late bloomers are common."""
@@ -240,7 +248,9 @@ class AdaptivePopulation:
         rec = _Record(epochs, accs, estimate, epochs_used, full)
         self.records.append(rec)
         bisect.insort(self._sorted_estimates, estimate)
-        self._total_epochs += epochs_used
+        if self.ready:
+            self._spent_after_warmup += epochs_used
+            self._finished_after_warmup += 1
         self._note_bloom(epochs, accs)
         if not full:
             return
@@ -406,14 +416,15 @@ class AdaptivePolicy(StoppingPolicy):
 
     def _decide_in_population(self, epoch: float, est: CalibratedEstimate, pop: AdaptivePopulation) -> Decision:
         s = self.settings
-        if s.budget is not None and pop.mean_epochs_with(epoch) >= s.budget - EPOCH_TOLERANCE:
-            return self._decision(epoch, est, Reason.BUDGET_REACHED, stop=True)
         threshold = pop.threshold()
         if est.calibrated and est.upper < threshold:
             return self._decision(epoch, est, Reason.OUT_OF_CONTENTION, stop=True)
         if est.upper >= pop.leader():
-            return self._decision(epoch, est, Reason.UNSTABLE)  # could be the best of the search
-        if est.lo >= threshold or est.hi - est.lo <= 2 * s.resolve + 1e-12:
+            return self._decision(epoch, est, Reason.UNSTABLE)  # could be the best of the search: even over budget
+        if s.budget is not None and pop.mean_epochs_with(epoch) >= s.budget - EPOCH_TOLERANCE:
+            return self._decision(epoch, est, Reason.BUDGET_REACHED, stop=True)
+        resolve = max(s.resolve, NOISE_RESOLVE * pop.sigma0)  # no finer than the validation noise allows
+        if est.lo >= threshold or est.hi - est.lo <= 2 * resolve + 1e-12:
             return self._decision(epoch, est, Reason.CONVERGED, stop=True, converged=True)
         return self._decision(epoch, est, Reason.UNSTABLE)
 

@@ -128,12 +128,23 @@ def test_warm_up_models_train_to_e_max():
     assert all(o.reason is Reason.MAX_EPOCHS for o in outcomes)
 
 
-def test_budget_caps_the_mean_epochs_of_the_search():
-    # 10 warm-up models at 20 epochs are exempt; 60 models leave room for the rest at their first decision.
+def test_budget_caps_the_mean_epochs_after_the_warm_up_but_never_stops_a_possible_best():
     curves = generate_population(replace(POPULATIONS["mixed"], n_models=60), seed=3)
-    outcomes = replay(curves, make_policy_factory("adaptive", estimator=ESTIMATOR, budget=6.0), e_max=20)
-    assert np.mean([o.stop_epoch for o in outcomes]) <= 6.0
-    assert any(o.reason is Reason.BUDGET_REACHED for o in outcomes)
+
+    def search(budget):
+        return replay(curves, make_policy_factory("adaptive", estimator=ESTIMATOR, budget=budget), e_max=20)
+
+    free, capped = search(None), search(3.0)
+    assert np.mean([o.stop_epoch for o in free[10:]]) > 3.0  # the cap binds
+    assert np.mean([o.stop_epoch for o in capped[10:]]) <= 3.0
+    assert any(o.reason is Reason.BUDGET_REACHED for o in capped)
+
+
+def test_a_network_that_could_be_the_best_trains_on_over_budget():
+    pop, _ = warm_population(budget=0.5)  # spent at once
+    decisions = run(pop(), curve("star", 40, 98, 0.5, noise=0.3))
+    assert decisions[-1].reason is not Reason.BUDGET_REACHED and decisions[-1].epoch > 2 * FIRST_DECISION
+    assert run(pop(), curve("middling", 30, 85, 0.5, noise=0.3))[-1].reason is Reason.BUDGET_REACHED
 
 
 # --------------------------------------------------------------------------- late bloomers
@@ -217,9 +228,12 @@ def test_bad_parameters_name_the_parameter_and_value():
 def test_cli_replay_with_adaptive_top_and_budget(tmp_path, capsys):
     path = tmp_path / "curves.csv"
     write_csv(generate_population(replace(POPULATIONS["mixed"], n_models=25), seed=2), path)
-    assert cli_main(["replay", str(path), "--policy", "adaptive", "--top", "20", "--budget", "10", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["summary"]["n_models"] == 25
-    assert np.mean([m["stop_epoch"] for m in out["models"]]) <= 10
+    mean_epochs = []
+    for extra in ([], ["--top", "20", "--budget", "2"]):
+        assert cli_main(["replay", str(path), "--policy", "adaptive", *extra, "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["summary"]["n_models"] == 25
+        mean_epochs.append(np.mean([m["stop_epoch"] for m in out["models"]]))
+    assert mean_epochs[1] < mean_epochs[0]
     assert cli_main(["replay", str(path), "--policy", "adaptive", "--top", "0"]) == 2
     assert "'top'" in capsys.readouterr().err
