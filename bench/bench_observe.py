@@ -80,7 +80,7 @@ def curve_pool(n: int, seed: int) -> list[list[tuple[float, float]]]:
 
 
 async def client_loop(port: int, curves, start: int, step: int, deadline: float, stats: dict,
-                      no_fit: bool = False) -> None:
+                      no_fit: bool = False, full: bool = False) -> None:
     conn = await Connection("127.0.0.1", port).open()
     i = start
     try:
@@ -108,7 +108,7 @@ async def client_loop(port: int, curves, start: int, step: int, deadline: float,
                 if status != 200:
                     stats["errors"] += 1
                     break
-                if json.loads(body)["stop"] or time.perf_counter() >= deadline:
+                if (json.loads(body)["stop"] and not full) or time.perf_counter() >= deadline:
                     break
             i += step
     finally:
@@ -122,10 +122,11 @@ async def warm_up(port: int, curves, seconds: float = 2.0) -> None:
                            for s in range(20)))
 
 
-async def drive(port: int, sessions: int, duration: float, curves, no_fit: bool = False) -> dict:
+async def drive(port: int, sessions: int, duration: float, curves, no_fit: bool = False,
+                full: bool = False) -> dict:
     stats = {"latency": [], "errors": 0, "sessions": 0}
     t0 = time.perf_counter()
-    await asyncio.gather(*(client_loop(port, curves, s, sessions, t0 + duration, stats, no_fit)
+    await asyncio.gather(*(client_loop(port, curves, s, sessions, t0 + duration, stats, no_fit, full)
                            for s in range(sessions)))
     stats["elapsed"] = time.perf_counter() - t0
     return stats
@@ -212,6 +213,8 @@ def main() -> None:
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--modes", default="cached,replay,no-fit")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--full-curves", action="store_true",
+                        help="post all 40 points of every curve, ignoring stop (long sessions: replay's worst case)")
     args = parser.parse_args()
 
     curves = curve_pool(500, args.seed)
@@ -227,7 +230,8 @@ def main() -> None:
         try:
             asyncio.run(warm_up(port, curves))
             cpu0, client0 = tree_cpu_s(proc.pid), time.process_time()
-            stats = asyncio.run(drive(port, args.sessions, args.duration, curves, no_fit=mode == "no-fit"))
+            stats = asyncio.run(drive(port, args.sessions, args.duration, curves, no_fit=mode == "no-fit",
+                                      full=args.full_curves))
             cpu1, client1 = tree_cpu_s(proc.pid), time.process_time()
         finally:
             stop_server(proc)
