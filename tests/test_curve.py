@@ -111,6 +111,40 @@ def test_fast_is_never_worse_than_curve_fit():
     assert compared >= 25
 
 
+def _hard_curves():
+    """Curves on which an earlier fast solver (two zoom rounds) missed curve_fit's SSR by more than
+    1e-6: an asymptote near 100 and clipped straight lines, where the optimum sits on a bound."""
+    rng = np.random.default_rng(0)
+    picked = {134: None, 183: None, 253: None, 269: None}
+    for trial in range(270):
+        n = int(rng.integers(3, 41))
+        x = 0.5 * np.arange(1, n + 1)
+        if trial % 7 == 0:
+            x = np.cumsum(rng.uniform(0.1, 2, n))
+        kind = trial % 5
+        if kind == 0:
+            y = rng.uniform(20, 90) - rng.uniform(5, 60) * np.exp(-rng.uniform(0.05, 2) * x) + rng.normal(0, rng.uniform(0, 3), n)
+        elif kind == 1:
+            y = np.full(n, 10.0) + rng.normal(0, 0.3, n)
+        elif kind == 2:
+            y = rng.uniform(0, 100, n)
+        elif kind == 3:
+            y = np.clip(5 + 8 * x + rng.normal(0, 1, n), 0, 100)
+        else:
+            y = np.clip(99 - 60 * np.exp(-0.05 * x) + rng.normal(0, 0.2, n), 0, 100)
+        if trial in picked:
+            picked[trial] = (x, y)
+    return list(picked.values())
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_fast_is_never_worse_than_curve_fit_on_hard_curves(index):
+    x, y = _hard_curves()[index]
+    reference, fast = fit_curve(x, y, "scipy"), fit_curve(x, y, "fast")
+    assert reference.ok
+    assert fast.ssr <= reference.ssr * (1 + 1e-6) + 1e-9
+
+
 def test_backends_agree_on_a_clean_curve():
     y = known_curve(a=42.0, b=1.15, c=12.0, n=20) + np.random.default_rng(1).normal(0, 0.2, 20)
     fast, reference = fit_curve(EPOCHS[:20], y, "fast"), fit_curve(EPOCHS[:20], y, "scipy")
