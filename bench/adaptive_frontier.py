@@ -23,6 +23,7 @@ from peng4nn.synthetic_curves import POPULATIONS, generate_population
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "penguin-cifar100-sample.csv"
+CHANCE = 10.0  # generated populations have 10 classes
 
 
 def evaluate(curves, factory, e_max: float) -> dict:
@@ -30,7 +31,10 @@ def evaluate(curves, factory, e_max: float) -> dict:
     outcomes = replay(curves, factory, e_max=e_max)
     s = summarize(outcomes)
     stops = np.array([min(o.stop_epoch, e_max) for o in outcomes])
+    bloomers = [o for o in outcomes if o.model_id.endswith("-bloomer")]
     return {
+        # Late bloomers whose estimate shows they learn (not written off at chance level), of all late bloomers.
+        "bloomers": (sum(o.estimate > CHANCE + 10 for o in bloomers), len(bloomers)),
         "epochs": float(stops.mean()),
         "frac": float(stops.mean() / e_max),
         "ov20": s["overlap"]["20"],
@@ -92,7 +96,8 @@ def report(name: str, curves, num_classes: int, e_max: float, adaptive_params: d
 
 def _row(pname: str, r: dict) -> None:
     print(f"{pname:<20} {r['epochs']:7.2f} {r['frac']:7.1%} {r['ov20']:6.3f} {r['ov10']:6.3f} {r['diff20']:7.3f} "
-          f"{r['regret']:8.3f} {r['fixed_same']:10.3f} {r['seconds']:6.1f}")
+          f"{r['regret']:8.3f} {r['fixed_same']:10.3f} {r['seconds']:6.1f}"
+          + (f"  late bloomers kept {r['bloomers'][0]}/{r['bloomers'][1]}" if r["bloomers"][1] else ""))
 
 
 def main(argv=None) -> int:

@@ -7,17 +7,19 @@ rank known yet". Three ideas the paper's rule leaves out:
 * Uncertainty. Each point gets a profile-likelihood interval for the curve's value at e_max
   (peng4nn/intervals.py), clipped to [best accuracy seen, 100]: the final best accuracy can
   never be below what was already observed.
-* Learning from the population. Networks of the same search that trained to e_max are
-  references: at every epoch we know what their interval said and what they finally reached.
-  Their normalised residuals r = (final - estimate) / width calibrate new intervals by split
-  conformal prediction, separately for curves still at chance level ("flat") and learning
-  curves, so a late bloomer in the references keeps flat curves alive. The median residual
-  corrects the point estimate (fits of noisy curves underestimate the best accuracy a curve
-  will show).
-* Ranking. A network whose calibrated upper bound is below the current top-x% threshold of
-  the search stops (out of contention); one that could still beat the search's best keeps
-  training; one clearly inside the top x%, or whose interval is narrower than `resolve`,
-  stops with its estimate.
+* Learning from the population. The first `warmup_models` networks of a search train to e_max;
+  every network that reaches e_max is a reference: at each epoch we know what its interval said
+  and what it finally reached. Their normalised residuals r = (final - estimate) / width
+  calibrate new intervals by split conformal prediction (never narrower than the curve's own),
+  and the median residual corrects the point estimate. A second, model-free bound: the best
+  final accuracy among references that looked no better at the same epoch ("dominance").
+  Curves still at chance level are judged apart: they are kept while the search's own history
+  says late bloomers are common (at least `min_bloom_rate` of the curves flat at that epoch went
+  on to learn), else stopped after `flat_patience` epochs.
+* Ranking. A network whose upper bound (the larger of the two) is below the search's current
+  top-x% threshold stops, out of contention; one that could still beat the search's best keeps
+  training (even over budget: regret@1 matters); one clearly inside the top x%, or whose
+  interval is narrower than `resolve` (or the search's noise), stops with its estimate.
 
 Searches are populations: `AdaptivePopulation` holds what one search has learned and is itself
 the per-model factory replay asks for (`population(curve) -> AdaptivePolicy`, models in order).
@@ -375,7 +377,8 @@ class AdaptivePolicy(StoppingPolicy):
             return min(max(raw.estimate + _conformal(refs.scores, q) * width, best), 100.0)
 
         mid = min(max(raw.estimate + float(np.median(refs.scores)) * width, best), 100.0)
-        lo, hi = at(alpha / 2), at(1.0 - alpha / 2)
+        # Never narrower than the curve's own interval: few references make conformal quantiles optimistic.
+        lo, hi = min(at(alpha / 2), raw.lo), max(at(1.0 - alpha / 2), raw.hi)
         upper = max(at(self.settings.stop_level), refs.dominated_max(best) if self.settings.dominance else best)
         return CalibratedEstimate(mid, min(lo, mid), max(hi, mid), upper, True, raw.fit)
 

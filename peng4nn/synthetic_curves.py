@@ -15,7 +15,7 @@ import numpy as np
 
 from peng4nn.replay import RecordedCurve
 
-__all__ = ["PopulationSpec", "POPULATIONS", "generate_population", "learning_curve", "write_csv"]
+__all__ = ["KINDS", "PopulationSpec", "POPULATIONS", "generate_population", "learning_curve", "write_csv"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,10 @@ POPULATIONS: dict[str, PopulationSpec] = {
 }
 
 
+#: Curve kinds in the order of the mixture; a generated model_id ends with its kind ("m0007-bloomer").
+KINDS = ("learner", "never", "bloomer", "overfit", "collapse")
+
+
 def learning_curve(epochs: np.ndarray, start: float, final: float, rate: float, onset: float = 0.0) -> np.ndarray:
     """Noise-free curve: `start` until `onset`, then exponential approach to `final` at `rate` per epoch."""
     t = np.maximum(epochs - onset, 0.0)
@@ -89,7 +93,7 @@ def generate_population(spec: PopulationSpec, seed: int = 0) -> list[RecordedCur
                 peak = rng.uniform(2.0, 10.0)
                 clean = np.where(epochs <= peak, clean, np.maximum(clean - 20.0 * (epochs - peak), chance))
         acc = np.clip(clean + rng.normal(0.0, sigma, len(epochs)), 0.0, 100.0)
-        curves.append(RecordedCurve(f"m{i:04d}", epochs.copy(), np.round(acc, 3), None, None, first_line=0))
+        curves.append(RecordedCurve(f"m{i:04d}-{KINDS[kind]}", epochs.copy(), np.round(acc, 3), None, None, first_line=0))
     return curves
 
 
