@@ -1,11 +1,12 @@
 """Observe-mode throughput and latency against `peng4nn serve`: many concurrent sessions posting points.
 
-Usage: python bench/bench_observe.py [--sessions 200] [--duration 20] [--api-workers 1] [--modes cached,replay]
+Usage: python bench/bench_observe.py [--sessions 200] [--duration 20] [--api-workers 1]
+       [--modes cached,replay,no-fit] [--rate OBS_PER_S] [--full-curves]
 
-Each of --sessions closed-loop clients (own keep-alive connection) opens a session, posts
-one synthetic validation point at a time (the curves of bench_replay.py: learners,
-never-learners, late and noisy ones; E = 0.5, e_max = 20) until the engine says stop or
-the curve ends, then opens the next session. One `peng4nn serve --workers 0` per mode,
+Each of --sessions clients (own keep-alive connection; closed loop, or paced so that all
+together offer --rate observations/s) opens a session, posts one synthetic validation point
+at a time (the curves of bench_replay.py: learners, never-learners, late and noisy ones;
+E = 0.5, e_max = 20) until the engine says stop or the curve ends, then opens the next. One `peng4nn serve --workers 0` per mode,
 on the embedded Redis, side by side in one run:
 
 * ``cached``: the default, each API process keeps the session's policy (one fit per point);
@@ -80,9 +81,14 @@ def curve_pool(n: int, seed: int) -> list[list[tuple[float, float]]]:
 
 
 async def client_loop(port: int, curves, start: int, step: int, deadline: float, stats: dict,
-                      no_fit: bool = False, full: bool = False) -> None:
+                      no_fit: bool = False, full: bool = False, interval: float = 0.0) -> None:
+    """One client: sessions one after another, a point per post; paced every ``interval`` s if > 0.
+
+    Paced (open loop), latency runs from the scheduled send time, so a backlog counts in full.
+    """
     conn = await Connection("127.0.0.1", port).open()
     i = start
+    next_at = time.perf_counter() + interval * (start % 97) / 97  # spread the clients' phases
     try:
         if no_fit:
             status, body = await conn.request("POST", "/v1/curves", {})
@@ -102,6 +108,9 @@ async def client_loop(port: int, curves, start: int, step: int, deadline: float,
             stats["sessions"] += 1
             for epoch, acc in curves[i % len(curves)]:
                 t0 = time.perf_counter()
+                if interval:
+                    await asyncio.sleep(max(0.0, next_at - t0))
+                    t0, next_at = next_at, next_at + interval
                 status, body = await conn.request("POST", f"/v1/curves/{curve_id}/observations",
                                                   {"points": [{"epoch": epoch, "val_acc": acc}]})
                 stats["latency"].append(time.perf_counter() - t0)
@@ -123,10 +132,11 @@ async def warm_up(port: int, curves, seconds: float = 2.0) -> None:
 
 
 async def drive(port: int, sessions: int, duration: float, curves, no_fit: bool = False,
-                full: bool = False) -> dict:
+                full: bool = False, rate: float = 0.0) -> dict:
     stats = {"latency": [], "errors": 0, "sessions": 0}
     t0 = time.perf_counter()
-    await asyncio.gather(*(client_loop(port, curves, s, sessions, t0 + duration, stats, no_fit, full)
+    interval = sessions / rate if rate else 0.0
+    await asyncio.gather(*(client_loop(port, curves, s, sessions, t0 + duration, stats, no_fit, full, interval)
                            for s in range(sessions)))
     stats["elapsed"] = time.perf_counter() - t0
     return stats
@@ -213,6 +223,8 @@ def main() -> None:
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--modes", default="cached,replay,no-fit")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="offer this many observations/s in all (open loop); 0 = as fast as answered")
     parser.add_argument("--full-curves", action="store_true",
                         help="post all 40 points of every curve, ignoring stop (long sessions: replay's worst case)")
     args = parser.parse_args()
@@ -231,7 +243,7 @@ def main() -> None:
             asyncio.run(warm_up(port, curves))
             cpu0, client0 = tree_cpu_s(proc.pid), time.process_time()
             stats = asyncio.run(drive(port, args.sessions, args.duration, curves, no_fit=mode == "no-fit",
-                                      full=args.full_curves))
+                                      full=args.full_curves, rate=args.rate))
             cpu1, client1 = tree_cpu_s(proc.pid), time.process_time()
         finally:
             stop_server(proc)
