@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from peng4nn import metrics
 from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings, PredictionAnalyzer, Reason, StoppingPolicy
 from peng4nn.curve import MIN_POINTS, PrefixFitCache
 from peng4nn.policies import SEARCH_POLICIES, make_policy, make_policy_factory
@@ -120,7 +121,7 @@ class ModelOutcome:
     @property
     def epochs_saved(self) -> float:
         """Fraction of the baseline's epochs the engine did not train (negative if it trained longer)."""
-        return 1.0 - self.stop_epoch / self.baseline_stop_epoch
+        return metrics.epochs_saved([self.stop_epoch], [self.baseline_stop_epoch])[0]
 
     def to_dict(self) -> dict[str, Any]:
         """The per-model entry of `peng4nn replay --json`."""
