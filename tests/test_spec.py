@@ -174,3 +174,13 @@ def test_spec_module_does_not_import_torch():
     code = "import sys, peng4nn.spec, peng4nn.search_space, peng4nn.datasets; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_documented_example_validates():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "SPEC.md").read_text()
+    example = json.loads(re.search(r"```json\n(.*?)```", text, re.S).group(1))
+    report = analyze_spec(example, DIGITS, 10)
+    assert report.output_shapes[-1] == (10,)
