@@ -7,7 +7,7 @@ is the only stopping rule here: the trainer never re-derives convergence.
 
 Failures a NAS must survive end the run with a reason instead of raising:
 a NaN/inf loss is "diverged" (scored as never-learn), CUDA out-of-memory is
-"out_of_memory" (memory freed), ``should_stop()`` returning true is "cancelled".
+"out_of_memory" (memory freed; CUDA's OutOfMemoryError or the CPU allocator's failure), ``should_stop()`` returning true is "cancelled".
 """
 
 from __future__ import annotations
@@ -176,6 +176,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return 100.0 * int(correct) / n, float(loss_sum) / n
 
 
+def _is_cpu_oom(exc: RuntimeError) -> bool:
+    """The CPU allocator reports exhaustion as a plain RuntimeError (CUDA raises OutOfMemoryError)."""
+    return "can't allocate memory" in str(exc) or "not enough memory" in str(exc)
+
+
 def _autocast_for(device: torch.device):
     """bf16 autocast on CUDA (tensor cores); plain fp32 elsewhere."""
     if device.type == "cuda":
@@ -300,6 +305,10 @@ class _Run:
                     break
         except torch.OutOfMemoryError:
             oom = True  # handled below, once the traceback (and the tensors it pins) is gone
+        except RuntimeError as exc:
+            if not _is_cpu_oom(exc):
+                raise
+            oom = True
         if oom:
             self.release(collect=True)
             ended = (Reason.OUT_OF_MEMORY.value, None)

@@ -149,3 +149,16 @@ def test_iteration_event_is_a_plain_dataclass(converged_run):
     _, events = converged_run
     assert isinstance(events[0], IterationEvent)
     assert events[0].decision.prediction is None  # too few points to fit yet
+
+
+def test_out_of_memory_ends_the_model_with_a_reason():
+    # A 1x1 conv with padding 100,000 asks for ~640 GB per sample: the allocator refuses at once.
+    from peng4nn.spec import SpecLimits
+
+    huge = {"layers": [{"type": "conv2d", "filters": 4, "kernel": 1, "padding": 100_000},
+                       {"type": "global_avg_pool"}, {"type": "linear", "units": "num_classes"}],
+            "training": {"batch_size": 32}}
+    result = train_and_estimate(huge, "digits", device="cpu", limits=SpecLimits(max_flops=None, max_params=None))
+    assert result.reason == Reason.OUT_OF_MEMORY.value and result.estimate is None and result.events == []
+    with pytest.raises(SpecError, match="FLOPs"):  # the default limits refuse it before training
+        train_and_estimate(huge, "digits", device="cpu")
