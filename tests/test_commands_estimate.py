@@ -50,19 +50,29 @@ def test_estimate_json_and_shadow(arch, capsys):
 
 @pytest.mark.parametrize("content, expected", [
     ('{"layers": [\n  {"type": "conv2d" "filters": 4}\n]}', ":2:21: invalid JSON"),
-    ('{"layers": [{"type": "flatten"}, {"type": "linear", "units": 0}]}', "layers[1].units"),
-    ('{"layers": [{"type": "conv2d", "filters": 4, "kernel": 30}, {"type": "flatten"},'
-     ' {"type": "linear", "units": "num_classes"}]}', "layers[0].kernel"),
-    ('{"layers": [{"type": "flatten"}, {"type": "linear", "units": 10}], "training": {"lr": "fast"}}',
-     "training.lr"),
+    ('{"layers": [\n  {"type": "flatten"},\n  {"type": "linear", "units": 0}\n]}', ":3: layers[1].units"),
+    ('{"layers": [\n  {"type": "conv2d", "filters": 4,\n   "kernel": 30},\n  {"type": "flatten"},\n'
+     '  {"type": "linear", "units": "num_classes"}]}', ":3: layers[0].kernel: conv2d with kernel 30"),
+    ('{"layers": [{"type": "flatten"}, {"type": "linear", "units": 10}],\n "training": {\n  "lr": "fast"}}',
+     ":3: training.lr"),
+    ('{"layers": [\n  {"type": "conv2d",\n   "kernel": 3}]}', ":2: layers[0].filters: Field required"),
 ])
-def test_bad_arch_file_is_one_line_with_file_and_place_and_exit_2(tmp_path, capsys, content, expected):
+def test_bad_arch_file_is_one_line_with_file_line_and_field_and_exit_2(tmp_path, capsys, content, expected):
     path = tmp_path / "bad.json"
     path.write_text(content)
     assert main(["estimate", str(path), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and str(path) in err and expected in err
+    assert len(err.splitlines()) == 1 and f"{path}{expected}" in err
     assert "Traceback" not in err
+
+
+def test_json_value_lines_follows_nesting():
+    from peng4nn.commands.estimate import json_value_lines
+
+    text = '{"a": [1,\n  {"b": [],\n   "c": {"d": "x\\"y"}}],\n "e": null}'
+    lines = json_value_lines(text)
+    assert lines[("a", 0)] == 1 and lines[("a", 1, "b")] == 2 and lines[("a", 1, "c", "d")] == 3
+    assert lines[("e",)] == 4 and json.loads(text)["a"][1]["c"]["d"] == 'x"y'
 
 
 def test_missing_file_unknown_dataset_and_bad_policy_exit_2(arch, tmp_path, capsys):

@@ -49,7 +49,63 @@ def read_spec_file(path: str):
     try:
         return ArchSpec.parse(data)
     except SpecError as exc:
-        raise CliError(f"{path}: {exc}") from None
+        raise CliError(spec_error_line(path, text, exc)) from None
+
+
+def spec_error_line(path: str, text: str, error) -> str:
+    """``FILE:LINE: layers[3].kernel: message`` for each problem, on one line."""
+    from peng4nn.spec import format_loc
+
+    lines = json_value_lines(text)
+    parts = []
+    for err in error.errors:
+        loc = tuple(err["loc"])
+        while loc not in lines and loc:
+            loc = loc[:-1]  # a missing field: point at the object that lacks it
+        parts.append(f"{path}:{lines.get(loc, 1)}: {format_loc(err['loc'])}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def json_value_lines(text: str) -> dict[tuple, int]:
+    """Line number of every value in a valid JSON document, keyed by its path (``("layers", 3, "kernel")``)."""
+    import re
+    from json.decoder import scanstring
+
+    space = re.compile(r"[ \t\n\r]*")
+    decoder = json.JSONDecoder()
+    found: dict[tuple, int] = {}
+
+    def skip(pos: int) -> int:
+        return space.match(text, pos).end()
+
+    def value(pos: int, where: tuple) -> int:
+        pos = skip(pos)
+        found[where] = text.count("\n", 0, pos) + 1
+        if text[pos] == "{":
+            pos = skip(pos + 1)
+            if text[pos] == "}":
+                return pos + 1
+            while True:
+                key, pos = scanstring(text, skip(pos) + 1)
+                pos = value(skip(pos) + 1, where + (key,))  # past the ':'
+                pos = skip(pos)
+                if text[pos] == "}":
+                    return pos + 1
+                pos += 1  # ','
+        if text[pos] == "[":
+            pos = skip(pos + 1)
+            if text[pos] == "]":
+                return pos + 1
+            index = 0
+            while True:
+                pos = skip(value(pos, where + (index,)))
+                if text[pos] == "]":
+                    return pos + 1
+                pos, index = pos + 1, index + 1
+        return decoder.raw_decode(text, pos)[1]
+
+    value(0, ())
+    return found
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = analyze_spec(spec, info.input_shape, info.num_classes)
     except SpecError as exc:
-        raise CliError(f"{args.arch}: {exc}") from None
+        raise CliError(spec_error_line(args.arch, Path(args.arch).read_text(), exc)) from None
     estimator = {"e_max": args.e_max} if args.e_max is not None else None
     try:
         policy = make_policy(args.policy, estimator=estimator, num_classes=info.num_classes)
