@@ -11,9 +11,18 @@ from peng4nn.spec import ArchSpec, SpecLimits, analyze_spec
 
 
 def _forward(spec, shape, classes):
-    model = build_model(spec, shape, classes).eval()
+    """Run two samples through the built model; check torch agrees with the pure-Python analysis."""
+    report = analyze_spec(spec, shape, classes, SpecLimits(max_params=None, max_flops=None))
+    model = build_model(spec, shape, classes, SpecLimits(max_params=None, max_flops=None)).eval()
+    assert sum(p.numel() for p in model.parameters()) == report.params
+    seen = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: seen.append(tuple(out.shape[1:]))) for m in model]
     with torch.inference_mode():
-        return model(torch.randn(2, *shape))
+        out = model(torch.randn(2, *shape))
+    for h in hooks:
+        h.remove()
+    assert seen == report.output_shapes  # shape inference is what torch computes, layer by layer
+    return out
 
 
 @pytest.mark.parametrize(

@@ -170,6 +170,31 @@ def test_spec_error_is_a_value_error_with_readable_text():
         analyze_spec(doc({"type": "conv2d", "filters": 1, "kernel": 99}), DIGITS, 10)
 
 
+def test_every_layer_type_builds_with_the_analysed_shapes_and_params():
+    import torch
+
+    from peng4nn.model import build_model
+
+    data = doc(
+        {"type": "conv2d", "filters": 6, "kernel": 3, "stride": 2, "padding": 2, "dilation": 2, "groups": 3},
+        {"type": "batchnorm"}, {"type": "leaky_relu"}, {"type": "avgpool2d", "kernel": 3, "stride": 1, "padding": 1},
+        {"type": "residual", "layers": [{"type": "conv2d", "filters": 6, "kernel": 3, "padding": 1},
+                                        {"type": "batchnorm"}, {"type": "silu"}]},
+        {"type": "maxpool2d", "kernel": 2}, {"type": "dropout", "p": 0.2}, {"type": "flatten"},
+        {"type": "linear", "units": 12, "bias": False}, {"type": "batchnorm"}, {"type": "tanh"},
+        {"type": "linear", "units": "num_classes"}, {"type": "sigmoid"},
+    )
+    report = analyze_spec(data, (3, 16, 16), 4)
+    model = build_model(data, (3, 16, 16), 4).eval()
+    assert sum(p.numel() for p in model.parameters()) == report.params
+    x = torch.randn(3, 3, 16, 16)
+    shapes = []
+    for layer in model:
+        x = layer(x)
+        shapes.append(tuple(x.shape[1:]))
+    assert shapes == report.output_shapes
+
+
 def test_spec_module_does_not_import_torch():
     code = "import sys, peng4nn.spec, peng4nn.search_space, peng4nn.datasets; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
