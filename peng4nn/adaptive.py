@@ -99,6 +99,12 @@ class AdaptiveSettings(BaseModel):
         description="Keep flat curves past an epoch only while at least this fraction of the search's curves flat "
         "there went on to learn.",
     )
+    flat_audit: int = Field(
+        10,
+        ge=0,
+        description="Every n-th curve still flat at its first decision is kept for half of e_max, to find out "
+        "whether this search has late bloomers (0: never).",
+    )
     flat_patience: float = Field(
         2.0,
         ge=0,
@@ -201,6 +207,7 @@ class AdaptivePopulation:
         #: Curves flat at their first decision: (last epoch seen still flat, epoch it started learning or None).
         self._flat_histories: list[tuple[float, float | None]] = []
         self._flat_patience = self.settings.flat_patience
+        self._flat_seen = 0
         self.sigma0: float = DEFAULT_SIGMA0
         self._sigma_frozen = False
 
@@ -232,6 +239,13 @@ class AdaptivePopulation:
     def mean_epochs_with(self, epochs: float) -> float:
         """Mean epochs per post-warm-up network if the current one stopped now."""
         return (self._spent_after_warmup + epochs) / (self._finished_after_warmup + 1)
+
+    def next_flat_is_audit(self) -> bool:
+        """Every `flat_audit`-th flat curve is kept for half of e_max: without it a search that stops
+        flat curves early never sees a late bloom, and never learns to wait for one."""
+        self._flat_seen += 1
+        n = self.settings.flat_audit
+        return n > 0 and self._flat_seen % n == 0
 
     def flat_patience(self) -> float:
         """Epochs a flat curve is kept: the setting, or longer while this search's late bloomers are common."""
@@ -269,14 +283,17 @@ class AdaptivePopulation:
         learned = np.nonzero(accs > self.flat_level)[0]
         if accs.max() < self.flat_level + BLOOM_RISE or not len(learned):  # noise around chance, not learning
             self._flat_histories.append((float(epochs[-1]), None))
-        else:
-            onset = float(epochs[learned[0]])
-            self._flat_histories.append((onset - self.estimator.E, onset))
+            return
+        onset = float(epochs[learned[0]])
+        # Only a bloom that reached the top x% is worth waiting for: the ranking is all the search uses.
+        # During the warm-up the threshold is still noise; the warm-up is the unbiased sample, so it counts.
+        worth = not self.ready or accs.max() >= self.threshold()
+        self._flat_histories.append((onset - self.estimator.E, onset if worth else None))
         self._flat_patience = self._patience_from_blooms()
 
     def _patience_from_blooms(self) -> float:
         """The latest bloom onset o such that, of the curves seen still flat just before o, at least
-        min_bloom_rate bloomed at o or later: waiting longer than that is not worth its epochs."""
+        min_bloom_rate bloomed at o or later into the top x%: waiting longer is not worth its epochs."""
         onsets = sorted((o for _, o in self._flat_histories if o is not None), reverse=True)
         for o in onsets:
             watched = sum(1 for until, _ in self._flat_histories if until >= o - self.estimator.E - EPOCH_TOLERANCE)
@@ -352,6 +369,8 @@ class AdaptivePolicy(StoppingPolicy):
         self.population = population
         self.flat_level = self.estimator.never_learn_threshold(num_classes) + self.settings.flat_margin
         self.last_estimate: CalibratedEstimate | None = None
+        #: Whether this flat curve was chosen to be watched for late blooming (None: not asked yet).
+        self._audit: bool | None = None
         self._finished = False
 
     # -- estimation ----------------------------------------------------------------------------
@@ -403,7 +422,12 @@ class AdaptivePolicy(StoppingPolicy):
         if pop is not None and not pop.ready:
             return self._decision(epoch, est, Reason.WARMING_UP)
         if self.is_flat():
-            patience = pop.flat_patience() if pop is not None else self.settings.flat_patience
+            if pop is None:
+                patience = self.settings.flat_patience
+            else:
+                if self._audit is None:
+                    self._audit = pop.next_flat_is_audit()
+                patience = self.e_max / 2 if self._audit else pop.flat_patience()
             if epoch >= patience - EPOCH_TOLERANCE:
                 return self._decision(epoch, est, Reason.OUT_OF_CONTENTION, stop=True)  # never learned
             return self._decision(epoch, est, Reason.UNSTABLE)  # maybe a late bloomer
