@@ -6,8 +6,8 @@ Usage: python bench/bench_observe.py [--sessions 200] [--duration 20] [--api-wor
 Each of --sessions clients (own keep-alive connection; closed loop, or paced so that all
 together offer --rate observations/s) opens a session, posts one synthetic validation point
 at a time (the curves of bench_replay.py: learners, never-learners, late and noisy ones;
-E = 0.5, e_max = 20) until the engine says stop or the curve ends, then opens the next. One `peng4nn serve --workers 0` per mode,
-on the embedded Redis, side by side in one run:
+E = 0.5, e_max = 20) until the engine says stop or the curve ends, then opens the next.
+One `peng4nn serve --workers 0` per mode, on the embedded Redis, side by side in one run:
 
 * ``cached``: the default, each API process keeps the session's policy (one fit per point);
 * ``replay``: ``PENG4NN_CURVE_CACHE_SIZE=0``, a fresh policy replays the stored points on

@@ -22,8 +22,12 @@ class CurveCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    estimator: EstimatorSettings | None = Field(None, description="Estimator settings (paper symbols); defaults if omitted.")
-    num_classes: int | None = Field(None, ge=2, le=1_000_000, description="Classes of the task: sets the never-learn threshold.")
+    estimator: EstimatorSettings | None = Field(
+        None, description="Estimator settings (paper symbols); defaults if omitted."
+    )
+    num_classes: int | None = Field(
+        None, ge=2, le=1_000_000, description="Classes of the task: sets the never-learn threshold."
+    )
     label: str | None = Field(None, max_length=256, description="Free text shown back with the session.")
 
 

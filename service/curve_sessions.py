@@ -5,7 +5,7 @@ with the decision the engine made after it. Redis is the truth; the decision its
 always made by the library's `StoppingPolicy.observe()`, never re-derived here.
 
 Keeping that policy between posts is what makes a post cheap: a fresh policy replaying a
-40-point curve refits 40 times (~30 ms), a kept one fits once. So each API process keeps
+40-point curve makes 40 fits (a few ms even batched), a kept one makes one. So each API process keeps
 the policies of recently used sessions (`PolicyCache`) together with how many stored
 points they have consumed. A post is committed by one Lua script that appends the points
 only if the list still has that many; otherwise another process (or a restart) wrote in
@@ -13,16 +13,17 @@ between, and the policy is rebuilt by replaying the stored points through a fres
 Within a process, posts to one session are serialised by a lock, across processes by
 that compare-and-append, so concurrent posts never lose, duplicate or reorder points.
 
-Everything runs on the event loop (``redis.asyncio``, the fit inline): a fit is about a
-millisecond of pure CPU, and handing it to a worker thread only adds GIL hand-offs
-between that thread and the loop (measured: several ms of latency per post under load).
+Everything runs on the event loop (``redis.asyncio``, the fit inline): a fit is under a
+millisecond of pure CPU that holds the GIL, so a worker thread would not run it any sooner
+and would add hand-offs between that thread and the loop. Long posts and replays yield to
+the loop every few fits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
-import asyncio
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -272,7 +273,7 @@ class CurveSessions:
                     decisions.append(entry.policy.observe(p.epoch, p.val_acc, p.val_loss, p.train_loss))
                 except ValueError as exc:
                     field = str(exc).split(" ", 1)[0]
-                    loc = ["body", "points", i, field] if field in ObservationPoint.model_fields else ["body", "points", i]
+                    loc = ["body", "points", i] + ([field] if field in ObservationPoint.model_fields else [])
                     raise InvalidInput(f"body.points[{i}]: {exc}. Nothing was recorded.",
                                        errors=[{"loc": loc, "msg": str(exc)}]) from None
         return decisions

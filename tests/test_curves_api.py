@@ -9,6 +9,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import httpx
 import pytest
 
 from peng4nn.client import AsyncClient, Client, ConflictError, NotFoundError, ValidationError
@@ -132,8 +133,8 @@ def test_duplicate_or_earlier_epoch_is_409_and_changes_nothing(api, curves):
         ('{"points": [{"epoch": 1.0, "val_acc": NaN}]}', ["body", "points", 0, "val_acc"], "finite"),
         ('{"points": [{"epoch": 1.0, "val_acc": 50}, {"epoch": 2.0, "val_acc": Infinity}]}',
          ["body", "points", 1, "val_acc"], "finite"),
-        ('{"points": [{"epoch": 1.0, "val_acc": 100.5}]}', ["body", "points", 0, "val_acc"], "less than or equal to 100"),
-        ('{"points": [{"epoch": 1.0, "val_acc": -0.1}]}', ["body", "points", 0, "val_acc"], "greater than or equal to 0"),
+        ('{"points": [{"epoch": 1.0, "val_acc": 100.5}]}', ["body", "points", 0, "val_acc"], "less than or equal"),
+        ('{"points": [{"epoch": 1.0, "val_acc": -0.1}]}', ["body", "points", 0, "val_acc"], "greater than or equal"),
         ('{"points": [{"epoch": 0, "val_acc": 10}]}', ["body", "points", 0, "epoch"], "greater than 0"),
         ('{"points": [{"epoch": 1, "val_acc": 10, "val_loss": NaN}]}', ["body", "points", 0, "val_loss"], "finite"),
         ('{"points": [{"epoch": 1}]}', ["body", "points", 0, "val_acc"], "required"),
@@ -349,9 +350,13 @@ def test_a_failed_commit_leaves_no_trace_in_the_cached_policy(api, redis_conn, c
         stored = redis_conn.lrange(points_key(curve_id), 0, -1)
         redis_conn.delete(points_key(curve_id))
         redis_conn.set(points_key(curve_id), "not a list")  # the commit's LLEN now fails (WRONGTYPE)
-        assert post(http, curve_id, points[6]).status_code == 500
-        redis_conn.delete(points_key(curve_id))
-        redis_conn.rpush(points_key(curve_id), *stored)
+        try:  # an unexpected Redis error: a 500, or uvicorn drops the connection
+            assert post(http, curve_id, points[6]).status_code == 500
+        except httpx.TransportError:
+            pass
+    redis_conn.delete(points_key(curve_id))
+    redis_conn.rpush(points_key(curve_id), *stored)
+    with server.client() as http:  # a new connection: the old one may have been closed by the server
         answers = [post(http, curve_id, p) for p in points[6:]]
-        assert [a.status_code for a in answers] == [200, 200]
-        assert decision_of(answers[-1].json()) == library_decisions(points, num_classes=100)[-1]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert decision_of(answers[-1].json()) == library_decisions(points, num_classes=100)[-1]

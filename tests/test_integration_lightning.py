@@ -100,7 +100,8 @@ def test_value_scale_reads_fractions(loaders, tmp_path):
 
 def test_a_metric_never_logged_is_named(loaders, tmp_path):
     callback = PEng4NNEarlyStopping("val_accuracy")
-    with pytest.raises(KeyError, match="monitors 'val_accuracy', which was not logged; logged metrics: \\['val_acc'\\]"):
+    expected = "monitors 'val_accuracy', which was not logged; logged metrics: \\['val_acc'\\]"
+    with pytest.raises(KeyError, match=expected):
         fit(loaders, callback, tmp_path)
 
 
