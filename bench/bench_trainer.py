@@ -58,7 +58,7 @@ def synthetic_tensors(shape, n_train, n_val, classes, batch_size, device) -> Dat
 
     x_train, y_train = make(kept)
     x_val, y_val = make(n_val)
-    if torch.device(device).type == "cuda" and len(shape) == 3:
+    if len(shape) == 3:  # as load_dataset does
         x_train = x_train.contiguous(memory_format=torch.channels_last)
         x_val = x_val.contiguous(memory_format=torch.channels_last)
     info = DatasetInfo("synthetic", tuple(shape), classes, "bench tensors")
@@ -77,7 +77,7 @@ def raw_loop(spec: ArchSpec, data: DatasetTensors, iterations: int, device: torc
     start = time.perf_counter()
     torch.manual_seed(spec.training.seed)
     model = build_model(spec, data.info.input_shape, data.info.num_classes).to(device)
-    if device.type == "cuda" and data.x_train.ndim == 4:
+    if data.x_train.ndim == 4:  # what a careful hand-written loop does too
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model.parameters(), spec.training)
     gen = torch.Generator(device=device).manual_seed(0)
@@ -121,6 +121,45 @@ def trainer_run(spec: ArchSpec, data: DatasetTensors, e_max: float, device: torc
     return wall, sum(e.iteration_s for e in result.events), sum(e.engine_s for e in result.events)
 
 
+def compare_memory_formats(models: int, shape: tuple[int, ...], batch_size: int, device: torch.device) -> None:
+    """Time one SGD step of random CPU-preset CNNs in NCHW and in channels_last, interleaved."""
+    import random
+
+    from peng4nn.search_space import CPU_RANGES, random_cnn
+
+    rng = random.Random(11)
+    formats = {"NCHW": torch.contiguous_format, "channels_last": torch.channels_last}
+    totals = dict.fromkeys(formats, 0.0)
+    for k in range(models):
+        spec = random_cnn(rng, shape, 10, **CPU_RANGES)
+        row = {}
+        for name, fmt in formats.items():
+            torch.manual_seed(0)
+            model = build_model(spec, shape, 10).to(device=device, memory_format=fmt)
+            opt = make_optimizer(model.parameters(), spec.training)
+            x = torch.randn(batch_size, *shape, device=device).contiguous(memory_format=fmt)
+            y = torch.randint(0, 10, (batch_size,), device=device)
+
+            def step():
+                loss = F.cross_entropy(model(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            for _ in range(3):
+                step()
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(10):
+                step()
+            sync(device)
+            row[name] = (time.perf_counter() - start) / 10 * 1000
+            totals[name] += row[name]
+        print(f"  model {k}: " + "  ".join(f"{n} {ms:6.1f} ms/step" for n, ms in row.items()))
+    print(f"total over {models} models: " + "  ".join(f"{n} {ms:.0f} ms" for n, ms in totals.items())
+          + f"   channels_last / NCHW = {totals['channels_last'] / totals['NCHW']:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -132,11 +171,16 @@ def main() -> None:
     parser.add_argument("--e-max", type=float, default=2.0, help="epochs per run (validated every 0.5)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--formats", type=int, default=0, metavar="N",
+                        help="instead: time a step of N random CPU-preset CNNs in NCHW vs channels_last")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     shape = tuple(int(s) for s in args.shape.split(","))
+    if args.formats:
+        compare_memory_formats(args.formats, shape, args.batch_size, device)
+        return
     spec = fixed_cnn(args.batch_size)
     data = synthetic_tensors(shape, args.n_train, args.n_val, args.classes, args.batch_size, device)
     iterations = int(round(args.e_max / 0.5))

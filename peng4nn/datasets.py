@@ -400,7 +400,7 @@ def load_dataset(name: str | os.PathLike, *, device: "str | torch.device", E: fl
         x_full.sub_(mean).div_(std)
         x_val.sub_(mean).div_(std)
     x_train = x_full[:kept]
-    if device.type == "cuda" and x_train.ndim == 4:
+    if x_train.ndim == 4:  # channels_last: faster convolutions and pooling on CUDA and on CPU alike
         x_train = x_train.contiguous(memory_format=torch.channels_last)
         x_val = x_val.contiguous(memory_format=torch.channels_last)
     y_train = torch.as_tensor(arrays.y_train[:kept]).to(device)

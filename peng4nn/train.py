@@ -248,7 +248,9 @@ class _Run:
     def __init__(self, model: nn.Module, data: DatasetTensors, policy: StoppingPolicy, training, device):
         self.device = device
         self.model = model.to(device)
-        if device.type == "cuda" and data.x_train.ndim == 4:
+        if data.x_train.ndim == 4:
+            # channels_last: ~30% less time per step for the CPU preset's random CNNs (max pooling
+            # alone is ~6x faster); on CUDA it is what tensor-core convolutions want.
             self.model = self.model.to(memory_format=torch.channels_last)
         self.data = data
         self.policy = policy
