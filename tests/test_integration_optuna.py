@@ -40,8 +40,11 @@ def first_stop(points, **policy_kwargs):
     return None, None
 
 
-def run_study(pruner, curves, scale=1.0, n_jobs=1):
-    """One trial per curve; each reports its points as intermediate values until pruned."""
+def run_study(pruner, curves, scale=1.0, n_jobs=1, score_pruned=False):
+    """One trial per curve; each reports its points as intermediate values until pruned.
+
+    ``score_pruned``: instead of raising TrialPruned, complete the trial with its estimate.
+    """
     reported: dict[int, int] = {}
 
     def objective(trial):
@@ -50,6 +53,8 @@ def run_study(pruner, curves, scale=1.0, n_jobs=1):
             trial.report(acc / scale, step)
             reported[trial.number] = step + 1
             if trial.should_prune():
+                if score_pruned:
+                    return estimate_of(trial)
                 raise optuna.TrialPruned()
         return points[-1][1]
 
@@ -77,6 +82,19 @@ def test_pruner_prunes_where_the_library_converges_and_records_its_estimate():
             assert trial.state == optuna.trial.TrialState.COMPLETE
             assert reported[trial.number] == len(points)
     assert pruned >= 1, "the recorded curves should converge before 40 epochs"
+
+
+def test_the_objective_can_score_a_pruned_trial_by_its_estimate():
+    curves = recorded_curves()
+    study, reported = run_study(PEng4NNPruner(num_classes=100), curves, score_pruned=True)
+    for trial in study.trials:
+        points = curves[trial.params["model"]]
+        index, decision = first_stop(points, num_classes=100)
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        if decision is not None and decision.converged:
+            assert trial.value == decision.estimate  # read inside the objective, from a live Trial
+        else:
+            assert trial.value == points[-1][1]
 
 
 def test_value_scale_and_epochs_per_step_map_fractions_and_steps():

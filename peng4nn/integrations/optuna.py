@@ -84,7 +84,7 @@ class PEng4NNPruner(BasePruner):
                 raise ValueError(f"trial {trial.number}, step {step}: intermediate value {value!r} "
                                  f"(x value_scale {self.value_scale}): {exc}") from None
             fed.append(step)
-            if decision.stop:
+            if decision.stop:  # FrozenTrial is a copy: the attributes go to the storage directly
                 study._storage.set_trial_user_attr(trial._trial_id, ESTIMATE_ATTR, decision.estimate)
                 study._storage.set_trial_user_attr(trial._trial_id, REASON_ATTR, decision.reason.value)
                 break
@@ -100,6 +100,12 @@ class PEng4NNPruner(BasePruner):
 
 
 def estimate_of(trial: optuna.trial.Trial | FrozenTrial) -> float | None:
-    """The predicted final accuracy (percent) the pruner recorded on ``trial``, if any."""
+    """The predicted final accuracy (percent) the pruner recorded on ``trial``, if any.
+
+    Inside the objective, a live ``Trial`` shows user attributes from its own cache, which
+    the pruner (given only a copy of the trial) cannot update; so this reads the storage.
+    """
+    if isinstance(trial, optuna.trial.Trial):
+        return trial.study._storage.get_trial(trial._trial_id).user_attrs.get(ESTIMATE_ATTR)
     return trial.user_attrs.get(ESTIMATE_ATTR)
 
