@@ -369,6 +369,9 @@ class AdaptivePolicy(StoppingPolicy):
         self.population = population
         self.flat_level = self.estimator.never_learn_threshold(num_classes) + self.settings.flat_margin
         self.last_estimate: CalibratedEstimate | None = None
+        self._flat_at_first_decision = False
+        #: Epoch of the last flat point of a late bloomer (None: not a late bloomer, or not yet).
+        self._bloom_start: float | None = None
         #: Whether this flat curve was chosen to be watched for late blooming (None: not asked yet).
         self._audit: bool | None = None
         self._finished = False
@@ -382,10 +385,19 @@ class AdaptivePolicy(StoppingPolicy):
         pop = self.population
         sigma0 = pop.sigma0 if pop is not None else DEFAULT_SIGMA0
         epochs, accs = h.epochs(), h.accuracies()
+        age = float(epochs[-1])
+        if self._bloom_start is not None:
+            # A late bloomer is judged as a network that started at its bloom: its flat prefix says
+            # nothing about its shape, and at its true epoch it would look worse than every reference.
+            keep = epochs >= self._bloom_start - EPOCH_TOLERANCE
+            if keep.sum() < 3:
+                return None
+            epochs, accs = epochs[keep], accs[keep]
+            age = float(epochs[-1]) - self._bloom_start + self.E
         raw = nominal_estimate(epochs, accs, self.e_max, self.settings.level, sigma0)
         if raw is None or pop is None or not pop.ready or self.is_flat():
             return raw
-        refs = pop.references_at(float(epochs[-1]))
+        refs = pop.references_at(age)
         if refs is None:
             return raw
         best = float(accs.max())
@@ -401,6 +413,14 @@ class AdaptivePolicy(StoppingPolicy):
         upper = max(at(self.settings.stop_level), refs.dominated_max(best) if self.settings.dominance else best)
         return CalibratedEstimate(mid, min(lo, mid), max(hi, mid), upper, True, raw.fit)
 
+    def _track_bloom(self) -> None:
+        """Note whether the curve was flat at its first decision point and, if so, where it left chance level."""
+        points = self.history.points
+        if len(points) == max(self.estimator.c_min, 3):
+            self._flat_at_first_decision = self.is_flat()
+        if self._flat_at_first_decision and self._bloom_start is None and not self.is_flat():
+            self._bloom_start = points[-2].epoch  # the last flat point is the new curve's first
+
     def is_flat(self) -> bool:
         """Still at chance level (within the noise margin): maybe a never-learner, maybe a late bloomer."""
         return self.history.best_accuracy() <= self.flat_level
@@ -412,6 +432,7 @@ class AdaptivePolicy(StoppingPolicy):
         best = self.history.best_accuracy()
         if epoch >= self.e_max - EPOCH_TOLERANCE:
             return Decision(epoch, best, None, None, None, False, True, best, Reason.MAX_EPOCHS, (best, best))
+        self._track_bloom()
         est = self.estimate_now()
         self.last_estimate = est
         if est is None:

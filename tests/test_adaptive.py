@@ -181,6 +181,18 @@ def test_without_late_bloomers_in_the_search_flat_curves_stop_after_flat_patienc
     assert never[-1].reason is Reason.OUT_OF_CONTENTION and never[-1].epoch == 2.0
 
 
+def test_every_nth_flat_curve_is_watched_to_half_of_e_max_so_the_search_can_discover_bloomers():
+    warm = [flat(f"f{i}", i) for i in range(4)] + [curve(f"l{i}", 30, 60 + 5 * i, 1.0) for i in range(6)]
+    pop = AdaptivePopulation({"warmup_models": 10, "flat_patience": 2.0, "flat_audit": 2}, estimator=ESTIMATOR)
+    replay(warm, pop, e_max=20)
+    stops = [run(pop(), flat(f"n{i}", 20 + i))[-1].epoch for i in range(4)]
+    assert stops == [2.0, 10.0, 2.0, 10.0]
+    # A watched curve that blooms into the top x% teaches the search to wait for such bloomers.
+    assert run(pop(), flat("n4", 30))[-1].epoch == 2.0
+    run(pop(), bloomer("b", 6.0, 99, 31))  # the 6th flat curve: watched, and it blooms at epoch 6
+    assert 7.0 <= pop.flat_patience() <= 8.0  # onset (first point above the flat level) + 1 epoch
+
+
 def test_single_model_policy_keeps_a_flat_curve_for_flat_patience_and_stops_a_converged_one():
     alone = make_policy("adaptive", estimator=ESTIMATOR, num_classes=10, flat_patience=4.0)
     decisions = run(alone, bloomer("b", 3.0, 80, 0))
