@@ -80,7 +80,9 @@ class AdaptiveSettings(BaseModel):
     warmup_models: int = Field(
         10, ge=0, description="First networks of a search trained to e_max to calibrate the rest."
     )
-    min_epochs: float = Field(0.0, ge=0, description="No decision before this epoch (the fit needs c_min points anyway).")
+    min_epochs: float = Field(
+        0.0, ge=0, description="No decision before this epoch (the fit needs c_min points anyway)."
+    )
     resolve: float = Field(
         0.75, ge=0, description="Stop once the calibrated interval's half-width is at most this (points)."
     )
@@ -108,7 +110,8 @@ class AdaptiveSettings(BaseModel):
     flat_patience: float = Field(
         2.0,
         ge=0,
-        description="Epochs a curve at chance level is kept before it stops as never-learn (longer once the search has seen later bloomers).",
+        description="Epochs a curve at chance level is kept before it stops as never-learn (longer once the "
+        "search has seen late bloomers).",
     )
 
 

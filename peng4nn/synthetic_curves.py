@@ -93,7 +93,8 @@ def generate_population(spec: PopulationSpec, seed: int = 0) -> list[RecordedCur
                 peak = rng.uniform(2.0, 10.0)
                 clean = np.where(epochs <= peak, clean, np.maximum(clean - 20.0 * (epochs - peak), chance))
         acc = np.clip(clean + rng.normal(0.0, sigma, len(epochs)), 0.0, 100.0)
-        curves.append(RecordedCurve(f"m{i:04d}-{KINDS[kind]}", epochs.copy(), np.round(acc, 3), None, None, first_line=0))
+        model_id = f"m{i:04d}-{KINDS[kind]}"
+        curves.append(RecordedCurve(model_id, epochs.copy(), np.round(acc, 3), None, None, first_line=0))
     return curves
 
 

@@ -160,14 +160,17 @@ def bloomer(model_id: str, onset: float, final: float, seed: int) -> RecordedCur
 
 def test_late_bloomers_are_not_stopped_as_never_learners_once_the_search_has_seen_them():
     # The warm-up holds never-learners and late bloomers (onsets up to 5 epochs): flat is not final here.
-    warm = [flat("f0", 0), bloomer("b0", 4.0, 85, 1), curve("l0", 40, 80, 1.0), flat("f1", 2), bloomer("b1", 5.0, 90, 3),
-            curve("l1", 30, 70, 1.0), flat("f2", 4), curve("l2", 50, 88, 1.0), bloomer("b2", 3.0, 75, 5), curve("l3", 35, 60, 1.0)]
+    warm = [flat("f0", 0), bloomer("b0", 4.0, 85, 1), curve("l0", 40, 80, 1.0), flat("f1", 2),
+            bloomer("b1", 5.0, 90, 3), curve("l1", 30, 70, 1.0), flat("f2", 4), curve("l2", 50, 88, 1.0),
+            bloomer("b2", 3.0, 75, 5), curve("l3", 35, 60, 1.0)]
     pop = AdaptivePopulation({"warmup_models": 10}, estimator=ESTIMATOR, num_classes=10)
     replay(warm, pop, e_max=20)
     assert pop.flat_patience() >= 5.0
     late = run(pop(), bloomer("late", 4.5, 92, 7))
     assert late[-1].epoch > 4.5, "stopped while still flat"
-    assert late[-1].reason is not Reason.OUT_OF_CONTENTION or late[-1].estimate > 50
+    # Judged from its bloom on, it is recognised as a top network, not cut as soon as it starts learning.
+    assert late[-1].reason is not Reason.OUT_OF_CONTENTION
+    assert late[-1].estimate > 85
     never = run(pop(), flat("never", 9))
     assert never[-1].reason is Reason.OUT_OF_CONTENTION
     assert 5.0 <= never[-1].epoch < 20  # kept past the latest bloom seen, then stopped
