@@ -44,8 +44,10 @@ from worker.events import clean_json, dumps, key
 DEFAULT_TTL_S = 24 * 3600.0
 """A session untouched this long is deleted by Redis."""
 
-DEFAULT_CACHE_SIZE = 10_000
-"""Policies each API process keeps (least recently used are dropped and replayed when needed)."""
+DEFAULT_CACHE_SIZE = 4096
+"""Policies each API process keeps; the least recently used are dropped and rebuilt when needed.
+
+A policy that has seen 40 points takes ~9 KB, so the cache stays under ~40 MB per process."""
 
 DEFAULT_MAX_POINTS = 1_000
 """Points one session may hold: bounds memory and the cost of a replay (a fit per point)."""
