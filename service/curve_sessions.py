@@ -172,7 +172,7 @@ class CurveSessions:
     async def create(self, owner: str, body: CurveCreate) -> str:
         """A new empty session; the settings are validated by building its policy once."""
         estimator = body.estimator or EstimatorSettings()
-        policy = self._new_policy(estimator.model_dump(), body.num_classes)
+        policy = self._new_policy(estimator, body.num_classes)
         curve_id = secrets.token_hex(12)
         meta = {"estimator": estimator.model_dump(mode="json"), "num_classes": body.num_classes, "label": body.label}
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -305,7 +305,7 @@ class CurveSessions:
             raise CurveNotFound(curve_id)
         return json.loads(record["meta"])
 
-    def _new_policy(self, estimator: dict, num_classes: int | None) -> StoppingPolicy:
+    def _new_policy(self, estimator: EstimatorSettings | dict, num_classes: int | None) -> StoppingPolicy:
         return make_policy("paper", estimator=estimator, num_classes=num_classes, backend=FIT_BACKEND)
 
 
