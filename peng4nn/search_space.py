@@ -80,7 +80,7 @@ CPU_RANGES: dict[str, Any] = {
     "fc_units": (16, 64),
     "lr": (1e-4, 1.0),
     "lr_log_uniform": True,
-    "batch_sizes": (64, 128),
+    "batch_sizes": (128,),
     "limits": SpecLimits(max_flops=250_000, max_params=200_000),
 }
 """Small nets for CPU experiments: at most 250 kFLOPs per sample forward, so 20 epochs of
