@@ -6,8 +6,8 @@ override; draws that fail shape inference or the cost limits are redrawn, so
 ``random_cnn`` only returns specs that validate.
 
 ``PAPER_RANGES`` are the published ranges (sized for a GPU). ``CPU_RANGES``
-keep the same shape of network but small enough that 20 epochs of mnist-5k
-train in a couple of seconds on two CPU cores.
+keep the same shape of network but small enough for CPU experiments
+(20 epochs of mnist-5k in seconds per net; see docs/BENCHMARKS.md).
 Pure Python: no torch import.
 """
 
@@ -83,8 +83,8 @@ CPU_RANGES: dict[str, Any] = {
     "batch_sizes": (128,),
     "limits": SpecLimits(max_flops=250_000, max_params=200_000),
 }
-"""Small nets for CPU experiments: at most 250 kFLOPs per sample forward, so 20 epochs of
-mnist-5k take a few seconds on two shared cores (see docs/BENCHMARKS.md)."""
+"""Small nets for CPU experiments: at most 250 kFLOPs per sample forward (see docs/BENCHMARKS.md
+for what 20 epochs of mnist-5k cost)."""
 
 PRESETS: dict[str, dict[str, Any]] = {"paper": PAPER_RANGES, "cpu": CPU_RANGES}
 
