@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -22,6 +23,15 @@ from peng4nn.analyzer import EstimatorSettings
 from peng4nn.integrations import ESTIMATE_ATTR, REASON_ATTR, CurveObserver, open_curve
 
 __all__ = ["PEng4NNPruner", "estimate_of"]
+
+
+@dataclass
+class _TrialCurve:
+    """One trial's observer, the steps fed to it, and whether its stop was recorded."""
+
+    curve: CurveObserver
+    fed: list[int] = field(default_factory=list)
+    recorded: bool = False
 
 
 class PEng4NNPruner(BasePruner):
@@ -60,7 +70,7 @@ class PEng4NNPruner(BasePruner):
         self.value_scale = value_scale
         self.client = client
         self.label_prefix = label_prefix
-        self._curves: dict[int, tuple[CurveObserver, list[int]]] = {}
+        self._curves: dict[int, _TrialCurve] = {}
         self._lock = threading.Lock()
 
     def epoch_of_step(self, step: int) -> float:
@@ -69,28 +79,30 @@ class PEng4NNPruner(BasePruner):
     def prune(self, study: optuna.study.Study, trial: FrozenTrial) -> bool:
         """Feed the trial's new intermediate values to its curve; True once the engine converged."""
         with self._lock:
-            curve, fed = self._curves.get(trial.number) or (self._open(trial), [])
-            self._curves[trial.number] = (curve, fed)
+            state = self._curves.get(trial.number)
+        if state is None:  # only this trial's thread reaches here for this trial
+            state = _TrialCurve(self._open(trial))
+            with self._lock:
+                self._curves[trial.number] = state
         values = trial.intermediate_values
-        new_steps = [s for s in sorted(values) if not fed or s > fed[-1]]
         decision = None
-        for step in new_steps:
+        for step in sorted(s for s in values if not state.fed or s > state.fed[-1]):
             value = values[step]
             if not math.isfinite(value):
                 return False  # a diverged trial: leave it to the objective, the engine cannot use it
             try:
-                decision = curve.observe(self.epoch_of_step(step), value * self.value_scale)
+                decision = state.curve.observe(self.epoch_of_step(step), value * self.value_scale)
             except ValueError as exc:
                 raise ValueError(f"trial {trial.number}, step {step}: intermediate value {value!r} "
                                  f"(x value_scale {self.value_scale}): {exc}") from None
-            fed.append(step)
-            if decision.stop:  # FrozenTrial is a copy: the attributes go to the storage directly
+            state.fed.append(step)
+            if decision.stop and not state.recorded:  # FrozenTrial is a copy: write to the storage
                 study._storage.set_trial_user_attr(trial._trial_id, ESTIMATE_ATTR, decision.estimate)
                 study._storage.set_trial_user_attr(trial._trial_id, REASON_ATTR, decision.reason.value)
-                break
+                state.recorded = True
         prune = bool(decision is not None and decision.stop and decision.converged)
         if prune:
-            with self._lock:  # the trial ends here; a later call would rebuild the same answer
+            with self._lock:  # the trial ends here: free its curve
                 self._curves.pop(trial.number, None)
         return prune
 
