@@ -43,7 +43,7 @@ CurveId = Annotated[str, Path(pattern=CURVE_ID_PATTERN, description="The id POST
 
 @router.post("", status_code=201, response_model=CurveCreated)
 async def create_curve(owner: OwnerDep, sessions: SessionsDep, response: Response,
-                 body: CurveCreate | None = None) -> CurveCreated:
+                       body: CurveCreate | None = None) -> CurveCreated:
     """Open an observation session (estimator settings, classes and label are optional)."""
     curve_id = await sessions.create(owner, body or CurveCreate())
     response.headers["Location"] = f"/v1/curves/{curve_id}"
