@@ -28,7 +28,7 @@ from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, Reason, StoppingPolicy
 from peng4nn.datasets import DatasetTensors, load_dataset
 from peng4nn.model import build_model
 from peng4nn.policies import make_policy
-from peng4nn.spec import ArchSpec, SpecLimits
+from peng4nn.spec import ArchSpec, SpecLimits, analyze_spec
 
 MIN_EVAL_BATCH = 1024
 """Validation needs no gradients, so it runs in batches at least this large (fewer kernel launches)."""
@@ -216,6 +216,7 @@ def train_and_estimate(
         from peng4nn.datasets import dataset_info
 
         info = dataset_info(dataset)
+    analyze_spec(spec, info.input_shape, info.num_classes, limits)  # reject bad specs before loading data
     if policy is None:
         estimator = {"e_max": e_max} if e_max is not None else None
         policy = make_policy("paper", estimator=estimator, num_classes=info.num_classes)
@@ -233,9 +234,7 @@ def train_and_estimate(
         data = load_dataset(dataset, device=device, E=E, batch_size=training.batch_size, data_root=data_root,
                             download=download, val_fraction=val_fraction)
 
-    torch.manual_seed(training.seed)
-    model = build_model(spec, info.input_shape, info.num_classes, limits)
-    run = _Run(model, data, policy, training, device)
+    run = _Run(spec, data, policy, device)
     try:
         return run.execute(run_e_max, shadow, on_iteration, should_stop)
     finally:
@@ -245,22 +244,33 @@ def train_and_estimate(
 class _Run:
     """State of one training run; ``release`` drops every tensor it holds."""
 
-    def __init__(self, model: nn.Module, data: DatasetTensors, policy: StoppingPolicy, training, device):
+    def __init__(self, spec: ArchSpec, data: DatasetTensors, policy: StoppingPolicy, device: torch.device):
+        self.spec = spec
         self.device = device
-        self.model = model.to(device)
-        if data.x_train.ndim == 4:
-            # channels_last: ~30% less time per step for the CPU preset's random CNNs (max pooling
-            # alone is ~6x faster); on CUDA it is what tensor-core convolutions want.
-            self.model = self.model.to(memory_format=torch.channels_last)
         self.data = data
         self.policy = policy
-        self.training = training
-        self.optimizer = make_optimizer(self.model.parameters(), training)
-        generator = torch.Generator(device=device)
-        generator.manual_seed(training.seed)
-        self.order = BatchOrder(len(data.x_train), data.batch_size, generator, device)
+        self.training = spec.training
+        self.model: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
         self.autocast = _autocast_for(device)
         self.eval_batch = max(MIN_EVAL_BATCH, data.batch_size)
+
+    def _setup(self) -> None:
+        """Build the model on the device (inside the OOM guard: a huge model fails here)."""
+        info = self.data.info
+        torch.manual_seed(self.training.seed)
+        model = build_model(self.spec, info.input_shape, info.num_classes, SpecLimits(
+            max_params=None, max_flops=None, max_layers=None, max_batch_size=None))  # limits checked already
+        model = model.to(self.device)
+        if self.data.x_train.ndim == 4:
+            # channels_last: ~25% less time per step for the CPU preset's random CNNs (max pooling
+            # alone is ~6x faster); on CUDA it is what tensor-core convolutions want.
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.optimizer = make_optimizer(model.parameters(), self.training)
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(self.training.seed)
+        self.order = BatchOrder(len(self.data.x_train), self.data.batch_size, generator, self.device)
 
     def release(self, collect: bool = False) -> None:
         """Drop the model, optimizer state and data; ``collect`` also runs the cycle collector
@@ -280,6 +290,7 @@ class _Run:
         epoch = 0.0
         oom = False
         try:
+            self._setup()
             for iteration in range(1, iterations + 1):
                 if should_stop is not None and should_stop():
                     ended = (Reason.CANCELLED.value, None)

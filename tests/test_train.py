@@ -162,3 +162,8 @@ def test_out_of_memory_ends_the_model_with_a_reason():
     assert result.reason == Reason.OUT_OF_MEMORY.value and result.estimate is None and result.events == []
     with pytest.raises(SpecError, match="FLOPs"):  # the default limits refuse it before training
         train_and_estimate(huge, "digits", device="cpu")
+    # ~550 GB of parameters: building the model itself fails, and ends the same way
+    wide = {"layers": [{"type": "flatten"}, {"type": "linear", "units": 2**31}, {"type": "linear", "units": 10}],
+            "training": {"batch_size": 32}}
+    result = train_and_estimate(wide, "digits", device="cpu", limits=SpecLimits(max_flops=None, max_params=None))
+    assert result.reason == Reason.OUT_OF_MEMORY.value and result.epochs_trained == 0.0
