@@ -360,3 +360,22 @@ def test_a_failed_commit_leaves_no_trace_in_the_cached_policy(api, redis_conn, c
         answers = [post(http, curve_id, p) for p in points[6:]]
     assert [a.status_code for a in answers] == [200, 200]
     assert decision_of(answers[-1].json()) == library_decisions(points, num_classes=100)[-1]
+
+
+def test_many_sessions_at_once_each_get_their_own_decisions(api, curves):
+    """20 sessions posted concurrently (asyncio client): every answer is its own curve's library decision."""
+    server = api()
+    server.app.state.curve_settings = CurveSettings(cache_size=8)  # most posts miss the cache: replays too
+    shifted = [[{**p, "val_acc": max(0.0, p["val_acc"] - k)} for p in curves[k % 3][:8]] for k in range(20)]
+
+    async def run_all():
+        async with AsyncClient(server.url) as client:
+            async def one(points):
+                curve = await client.observe(num_classes=100)
+                return [(await curve.observe(**p)).to_dict() for p in points]
+            return await asyncio.gather(*(one(points) for points in shifted))
+
+    answers = asyncio.run(run_all())
+    for points, got in zip(shifted, answers):
+        assert got == library_decisions(points, num_classes=100)
+    assert server.app.state.curve_sessions.replays > 0
