@@ -61,6 +61,7 @@ class _Layer(BaseModel):
 
 PositiveInt = Annotated[int, Field(ge=1, strict=True)]
 NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
+StrictBool = Annotated[bool, Field(strict=True)]
 
 
 class Conv2d(_Layer):
@@ -71,7 +72,7 @@ class Conv2d(_Layer):
     padding: NonNegativeInt = 0
     dilation: PositiveInt = 1
     groups: PositiveInt = 1
-    bias: bool = True
+    bias: StrictBool = True
 
 
 class Conv1d(_Layer):
@@ -82,11 +83,11 @@ class Conv1d(_Layer):
     padding: NonNegativeInt = 0
     dilation: PositiveInt = 1
     groups: PositiveInt = 1
-    bias: bool = True
+    bias: StrictBool = True
 
 
 class _Pool(_Layer):
-    """Fields shared by the pooling layers; ``stride`` defaults to ``kernel`` as in torch."""
+    """Pooling layers: ``stride`` null means ``kernel`` (as in torch); padding at most kernel // 2."""
 
 
 class MaxPool2d(_Pool):
@@ -144,7 +145,7 @@ class Linear(_Layer):
     type: Literal["linear"]
     units: Union[int, Literal["num_classes"]]
     """A positive width, or "num_classes" for the dataset's class count."""
-    bias: bool = True
+    bias: StrictBool = True
 
     @field_validator("units", mode="before")
     @classmethod
@@ -221,7 +222,7 @@ class TrainingSpec(BaseModel):
     """SGD only."""
     dampening: float = Field(0.0, ge=0, lt=1)
     """SGD only."""
-    nesterov: bool = False
+    nesterov: StrictBool = False
     """SGD only; needs momentum > 0 and dampening = 0 (torch's rule)."""
     weight_decay: float = Field(0.0, ge=0, le=1)
     betas: tuple[float, float] = (0.9, 0.999)
