@@ -16,8 +16,8 @@ from peng4nn.client import AsyncClient, Client, ConflictError, NotFoundError, Va
 from peng4nn.policies import make_policy
 from service.curve_sessions import CurveSettings, points_key, session_key
 
-SAMPLE = Path("/work/shared/data/penguin-cifar100-sample.csv")
-CURVES_CSV = SAMPLE if SAMPLE.is_file() else Path(__file__).parent / "data" / "penguin-cifar100-sample.csv"
+CURVES_CSV = Path(__file__).resolve().parents[1] / "examples" / "data" / "penguin-cifar100-sample.csv"
+"""Three real CIFAR-100 curves (half-epoch points, both losses), shipped with the examples."""
 
 
 @pytest.fixture(scope="module")

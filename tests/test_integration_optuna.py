@@ -14,8 +14,8 @@ from peng4nn.integrations import ESTIMATE_ATTR, REASON_ATTR  # noqa: E402
 from peng4nn.integrations.optuna import PEng4NNPruner, estimate_of  # noqa: E402
 from peng4nn.policies import make_policy  # noqa: E402
 
-SAMPLE = Path("/work/shared/data/penguin-cifar100-sample.csv")
-CURVES_CSV = SAMPLE if SAMPLE.is_file() else Path(__file__).parent / "data" / "penguin-cifar100-sample.csv"
+CURVES_CSV = Path(__file__).resolve().parents[1] / "examples" / "data" / "penguin-cifar100-sample.csv"
+"""Three real CIFAR-100 curves (half-epoch points, both losses), shipped with the examples."""
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
