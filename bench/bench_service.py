@@ -5,7 +5,8 @@ Measures, in one run:
      batched submission (POST /v1/jobs/batch) and a route without I/O (/v1/datasets) as the HTTP stack's floor;
   2. status reads/s and latency (GET /v1/jobs/{id});
   3. M concurrent SSE streams: delivery latency from the worker-side write (the same
-     `JobStore.apply` a worker calls) to the client having parsed the event;
+     `JobStore.apply` a worker calls) to the client having parsed the event, with the
+     default per-client XREAD and with the hub fan-out (``PENG4NN_SSE_FANOUT=hub``);
   4. where a submission's time goes, in-process: validation, the Redis transaction, and
      plain RQ ``enqueue`` (the obvious alternative) side by side.
 
@@ -78,6 +79,46 @@ class Conn:
             self.writer.close()
 
 
+def _tree(root: int) -> list[int]:
+    """``root`` and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def cpu_seconds(root: int) -> dict[str, float]:
+    """CPU time (user + system) so far of the serve process tree, split into Redis and API."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"api": 0.0, "redis": 0.0}
+    for pid in _tree(root):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        used = (int(fields[11]) + int(fields[12])) / tick
+        out["redis" if b"redis-server" in cmd else "api"] += used
+    return out
+
+
+SERVE_PID = 0
+"""Root of the process tree under test (set by main)."""
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -104,11 +145,15 @@ async def closed_loop(host, port, clients: int, duration: float, make_request) -
             n += 1
         conn.close()
 
+    cpu0 = cpu_seconds(SERVE_PID)
     t0 = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(clients)))
     wall = time.perf_counter() - t0
+    cpu1 = cpu_seconds(SERVE_PID)
+    n = max(1, len(latencies))
     return {"requests": len(latencies), "rate": len(latencies) / wall, "p50_ms": pct(latencies, 50) * 1e3,
-            "p99_ms": pct(latencies, 99) * 1e3, "errors": errors}
+            "p99_ms": pct(latencies, 99) * 1e3, "errors": errors,
+            "api_cpu_ms": (cpu1["api"] - cpu0["api"]) / n * 1e3, "redis_cpu_ms": (cpu1["redis"] - cpu0["redis"]) / n * 1e3}
 
 
 # --------------------------------------------------------------------------- SSE
@@ -220,7 +265,9 @@ def start_serve(port: int, api_workers: int, **extra_env: str) -> tuple[subproce
     redis_url = banner.rsplit(" at ", 1)[1].split(";")[0].strip()
     import httpx
 
-    for _ in range(200):
+    for _ in range(400):
+        if proc.poll() is not None:
+            raise RuntimeError(f"peng4nn serve exited with code {proc.returncode}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
                 break
@@ -283,13 +330,17 @@ async def sse_phase(args, host: str, port: int, redis_url: str) -> dict:
     collector = asyncio.create_task(sse_streams(host, port, stream_ids, args.rounds, ready, opened))
     await asyncio.wait_for(ready.wait(), 60)
     await asyncio.sleep(0.5)
+    cpu0 = cpu_seconds(SERVE_PID)
     t0 = time.perf_counter()
     start.set()
     latencies = await collector
     wall = time.perf_counter() - t0
     pub.join()
+    cpu1 = cpu_seconds(SERVE_PID)
     expected = args.streams * args.rounds
+    n = max(1, len(latencies))
     return {
+        "api_cpu_ms": (cpu1["api"] - cpu0["api"]) / n * 1e3, "redis_cpu_ms": (cpu1["redis"] - cpu0["redis"]) / n * 1e3,
         "events": len(latencies), "expected": expected, "rate": len(latencies) / wall,
         "p50_ms": pct(latencies, 50) * 1e3, "p99_ms": pct(latencies, 99) * 1e3,
         "max_ms": max(latencies) * 1e3 if latencies else float("nan"),
@@ -305,23 +356,32 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=20, help="events per stream (default 20)")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between rounds (default 0.5)")
     parser.add_argument("--api-workers", type=int, default=1, help="API processes of peng4nn serve (default 1)")
-    parser.add_argument("--port", type=int, default=8731)
-    parser.add_argument("--no-direct", action="store_true", help="skip the XREAD-per-client comparison run")
+    parser.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
+    parser.add_argument("--no-hub", action="store_true", help="skip the hub fan-out comparison run")
+    parser.add_argument("--sse-only", action="store_true", help="run only the SSE phases")
     args = parser.parse_args(argv)
+    if not args.port:
+        from worker.embedded import free_port
+
+        args.port = free_port()
 
     load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    global SERVE_PID
     proc, redis_url = start_serve(args.port, args.api_workers)
+    SERVE_PID = proc.pid
     try:
-        results = asyncio.run(run(args, "127.0.0.1", args.port, redis_url))
-        results[f"SSE {args.streams} streams, hub fan-out"] = asyncio.run(sse_phase(args, "127.0.0.1", args.port, redis_url))
-        results["breakdown_us"] = breakdown(redis_url)
+        results = {} if args.sse_only else asyncio.run(run(args, "127.0.0.1", args.port, redis_url))
+        results[f"SSE {args.streams} streams, XREAD per client"] = asyncio.run(
+            sse_phase(args, "127.0.0.1", args.port, redis_url))
+        results["breakdown_us"] = {} if args.sse_only else breakdown(redis_url)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(30)
-    if not args.no_direct:
-        proc, redis_url = start_serve(args.port, args.api_workers, PENG4NN_SSE_FANOUT="direct")
+    if not args.no_hub:
+        proc, redis_url = start_serve(args.port, args.api_workers, PENG4NN_SSE_FANOUT="hub")
+        SERVE_PID = proc.pid
         try:
-            results[f"SSE {args.streams} streams, XREAD per client"] = asyncio.run(
+            results[f"SSE {args.streams} streams, hub fan-out"] = asyncio.run(
                 sse_phase(args, "127.0.0.1", args.port, redis_url))
         finally:
             os.killpg(proc.pid, signal.SIGINT)
@@ -329,7 +389,7 @@ def main(argv=None) -> int:
 
     print(f"\npeng4nn serve --workers 0 --api-workers {args.api_workers}; {args.clients} clients; "
           f"{os.cpu_count()} cores; load generator on the same machine")
-    print(f"{'phase':<40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  notes")
+    print(f"{'phase':<40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'API cpu':>8} {'Redis cpu':>9}  notes")
     print(f"load average before the run: {load_before}")
     for name, r in results.items():
         if name == "breakdown_us":
@@ -339,14 +399,18 @@ def main(argv=None) -> int:
             notes = f"{r['events']}/{r['expected']} events delivered, max {r['max_ms']:.1f} ms"
         elif r.get("errors"):
             notes += f" {r['errors']} errors"
-        print(f"{name:<40} {r['rate']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}  {notes}")
+        print(f"{name:<40} {r['rate']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['api_cpu_ms']:>6.3f}ms "
+              f"{r['redis_cpu_ms']:>7.3f}ms  {notes}")
+    print("(API cpu / Redis cpu: CPU time of the serve processes per request or per delivered event)")
     print("\nper submission, in-process (no HTTP):")
     for name, us in results["breakdown_us"].items():
         print(f"  {name:<58} {us:8.0f} us")
     sse = [r for name, r in results.items() if name.startswith("SSE")]
     if len(sse) == 2:
-        print(f"  ratio: SSE p99 XREAD-per-client / hub = {sse[1]['p99_ms'] / sse[0]['p99_ms']:.2f}")
+        print(f"  ratio: SSE p99 hub / XREAD-per-client = {sse[1]['p99_ms'] / sse[0]['p99_ms']:.2f}")
     b = results["breakdown_us"]
+    if not b:
+        return 0
     print(f"  ratio: our create+enqueue / plain RQ enqueue = "
           f"{b['submit_jobs (validate + Lua create + RQ enqueue, 1 MULTI)'] / b['plain RQ queue.enqueue (no record, no stream)']:.2f}")
     return 0

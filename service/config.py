@@ -31,12 +31,13 @@ class Settings(BaseSettings):
     maintenance_interval_s: float = Field(10.0, gt=0, description="How often the API and workers look for abandoned jobs.")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Larger request bodies are refused with 413.")
     max_batch: int = Field(1000, ge=1, description="Most jobs in one POST /v1/jobs/batch.")
-    sse_fanout: Literal["hub", "direct"] = Field(
-        "hub", description="hub: one XREAD per API process for all streams; direct: one blocking XREAD per client.")
+    sse_fanout: Literal["direct", "hub"] = Field(
+        "direct", description="direct: one blocking XREAD per open stream; hub: one XREAD per API process for all.")
     sse_keepalive_s: float = Field(15.0, gt=0, description="Idle streams get a keep-alive comment this often.")
     data_root: str | None = Field(None, description="Where workers keep downloaded datasets.")
     download: bool = Field(False, description="Let workers download datasets that are not on disk.")
-    redis_max_connections: int = Field(1000, ge=1, description="Connection pool size per API process.")
+    redis_max_connections: int = Field(4000, ge=1, description="Connection pool size per API process "
+                                       "(each open event stream holds one).")
 
     @field_validator("api_tokens", mode="before")
     @classmethod

@@ -1,20 +1,20 @@
-"""Fan-out of job event streams to SSE clients: one blocking XREAD per API process, not one per client.
+"""Reading job event streams for SSE clients, in one of two ways behind one interface.
 
-With a blocking XREAD per open stream, every event costs a Redis round trip
-and a reconnect of that client's read; with hundreds of streams the API
-spends its time re-issuing reads. The hub keeps one reader task that blocks
-on every watched stream at once (plus a private wake-up stream, so a new
-subscriber is picked up at once) and hands entries to per-client queues.
-
-No event is lost or repeated: a subscriber joining a stream the hub already
-watches fetches the gap itself (XRANGE from its cursor up to the hub's), and
-the hub delivers everything after that.
+``direct`` (the default): one blocking XREAD per open stream. ``hub``: one reader
+task per API process blocks on every watched stream at once (plus a private
+wake-up stream, so a new subscriber is picked up at once) and hands entries to
+per-client queues; a subscriber joining a stream the hub already watches
+fetches the gap itself (XRANGE from its cursor up to the hub's), so no event is
+lost or repeated. The hub saves connections but re-reads every watched key
+after each event; the benchmark (docs/BENCHMARKS.md) measured it slower, so it
+is kept only as the compared alternative (``PENG4NN_SSE_FANOUT=hub``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -57,19 +57,30 @@ class Subscription:
 
 
 class DirectSubscription:
-    """The obvious alternative, kept for comparison (``PENG4NN_SSE_FANOUT=direct``): a blocking XREAD per client."""
+    """The default (``PENG4NN_SSE_FANOUT=direct``): each client's stream is read by its own blocking XREAD.
+
+    Measured against the hub (bench/bench_service.py, docs/BENCHMARKS.md) it delivers with lower
+    latency and less CPU: Redis wakes exactly the reader whose stream grew, while the hub re-issues
+    an XREAD over every watched key after each event. It holds one Redis connection per open
+    stream, so an API process serves at most PENG4NN_REDIS_MAX_CONNECTIONS streams.
+    """
 
     def __init__(self, redis: Redis, stream: str, cursor: str):
         self.redis, self.stream, self.cursor = redis, stream, cursor
 
     async def get(self, timeout: float) -> list[tuple[str, dict]] | None:
-        reply = await self.redis.xread({self.stream: self.cursor}, count=READ_COUNT,
-                                       block=max(1, int(min(timeout * 1000, BLOCK_MS))))
-        if not reply:
-            return None
-        entries = reply[0][1]
-        self.cursor = entries[-1][0]
-        return entries
+        """Next entries after the cursor, or None after ``timeout`` s (in reads of at most BLOCK_MS)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left_ms = (deadline - time.monotonic()) * 1000
+            if left_ms <= 0:
+                return None
+            reply = await self.redis.xread({self.stream: self.cursor}, count=READ_COUNT,
+                                           block=max(1, int(min(left_ms, BLOCK_MS))))
+            if reply:
+                entries = reply[0][1]
+                self.cursor = entries[-1][0]
+                return entries
 
 
 class StreamHub:

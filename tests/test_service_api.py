@@ -170,8 +170,9 @@ def test_redis_down_is_503_not_404(api):
             assert resp.json()["code"] == "redis_unavailable"
 
 
-def test_stream_of_an_ended_job_replays_in_order_and_resumes(api):
-    server = api()
+@pytest.mark.parametrize("fanout", ["direct", "hub"])
+def test_stream_of_an_ended_job_replays_in_order_and_resumes(api, fanout):
+    server = api(sse_fanout=fanout)
     with server.client() as http:
         job_id = http.post("/v1/jobs", json=tiny_job()).json()["id"]
         http.delete(f"/v1/jobs/{job_id}")
@@ -185,19 +186,22 @@ def test_stream_of_an_ended_job_replays_in_order_and_resumes(api):
         assert done.status_code == 204  # SSE clients stop reconnecting
 
 
-def test_idle_stream_sends_keepalive_comments(api):
-    server = api(sse_keepalive_s=0.2)
-    with server.client() as http:
+@pytest.mark.parametrize("fanout", ["direct", "hub"])
+def test_live_stream_keeps_alive_and_delivers_later_events(api, fanout):
+    server = api(sse_keepalive_s=0.2, sse_fanout=fanout)
+    with server.client() as http, server.client() as other:
         job_id = http.post("/v1/jobs", json=tiny_job()).json()["id"]
         with http.stream("GET", f"/v1/jobs/{job_id}/events") as resp:
             assert resp.headers["content-type"].startswith("text/event-stream")
-            lines = resp.iter_lines()
             seen = []
-            for line in lines:
+            for line in resp.iter_lines():
                 seen.append(line)
-                if line.startswith(": keep-alive"):
+                if line.startswith(": keep-alive") and not any("cancelled" in s for s in seen):
+                    other.delete(f"/v1/jobs/{job_id}")  # a change while the stream is open
+                if line.startswith("event: result"):
                     break
-            assert seen[0] == "event: status"
+            assert seen[0] == "event: status" and any(line.startswith(": keep-alive") for line in seen)
+            assert sum(line == "event: status" for line in seen) == 2
 
 
 def test_health_metrics_and_datasets(api):

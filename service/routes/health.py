@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 from rq import Worker
@@ -11,6 +11,7 @@ from peng4nn import __version__
 from peng4nn.jobs import JobStatus
 from service.deps import QueueDep, RedisDep
 from service.errors import error_responses
+from service.responses import model_response
 from worker.events import ALL_OWNERS, STATS_KEY, index_key
 
 router = APIRouter(tags=["health"], responses=error_responses(503))
@@ -26,12 +27,12 @@ class HealthPublic(BaseModel):
 
 
 @router.get("/healthz", response_model=HealthPublic)
-def read_health(redis: RedisDep, queue: QueueDep) -> HealthPublic:
+def read_health(redis: RedisDep, queue: QueueDep) -> Response:
     """Redis reachable (else 503) and how many workers are alive."""
     redis.ping()
     workers = Worker.count(queue=queue)
-    return HealthPublic(status="ok" if workers else "no_workers", redis=True, workers=workers,
-                        queue_depth=queue.count, version=__version__)
+    return model_response(HealthPublic(status="ok" if workers else "no_workers", redis=True, workers=workers,
+                                       queue_depth=queue.count, version=__version__))
 
 
 @router.get("/metrics", response_class=PlainTextResponse, responses={200: {"content": {"text/plain": {}}}})

@@ -9,11 +9,11 @@ stream would not scale to hundreds of streams. No handler mixes the two.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Response
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.sse import EventSourceResponse, format_sse_event
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -31,6 +31,7 @@ from peng4nn.jobs import (
 )
 from service import jobs
 from service.deps import AsyncRedisDep, OwnerDep, QueueDep, RedisDep, SettingsDep, StoreDep, StreamHubDep, v1_router
+from service.responses import model_response
 from service.errors import InvalidInput, JobNotFound, StreamEnded, error_responses
 from service.streams import HubClosed
 from worker.events import record_key, stream_key
@@ -38,55 +39,58 @@ from worker.events import record_key, stream_key
 router = v1_router("/jobs", "jobs")
 
 EVENT_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"
+KEEPALIVE = b": keep-alive\n\n"
+SSE_EVENT_SCHEMA = {"type": "object", "properties": {
+    "event": {"type": "string", "enum": ["status", "iteration", "result"]},
+    "data": {"type": "string", "contentMediaType": "application/json"},
+    "id": {"type": "string", "description": "Redis stream id; send it back as Last-Event-ID to resume"}}}
 """A Redis stream id, which is what every event id is."""
 
 
 @router.post("", status_code=202, response_model=JobAccepted, responses=error_responses(413))
-def create_job(body: JobCreate, owner: OwnerDep, store: StoreDep, queue: QueueDep, settings: SettingsDep,
-               response: Response) -> JobAccepted:
+def create_job(body: JobCreate, owner: OwnerDep, store: StoreDep, queue: QueueDep,
+               settings: SettingsDep) -> Response:
     """Submit one network: validated, queued, answered with its id and links."""
     [accepted] = jobs.submit_jobs(store, queue, settings, owner, [body])
-    response.headers["Location"] = accepted.links.self
-    return accepted
+    return model_response(accepted, 202, {"Location": accepted.links.self})
 
 
 @router.post("/batch", status_code=202, response_model=JobsAccepted, responses=error_responses(413))
 def create_jobs(body: JobBatchCreate, owner: OwnerDep, store: StoreDep, queue: QueueDep,
-                settings: SettingsDep) -> JobsAccepted:
+                settings: SettingsDep) -> Response:
     """Submit a whole generation: all valid or none queued; one id per architecture, in order."""
     if len(body.jobs) > settings.max_batch:
         raise InvalidInput(f"body.jobs: at most {settings.max_batch} jobs per batch; got {len(body.jobs)}",
                            errors=[{"loc": ["body", "jobs"], "msg": f"at most {settings.max_batch} jobs per batch; "
                                                                    f"got {len(body.jobs)}"}])
     accepted = jobs.submit_jobs(store, queue, settings, owner, body.jobs, ("body", "jobs"), indexed=True)
-    return JobsAccepted(data=accepted, count=len(accepted))
+    return model_response(JobsAccepted(data=accepted, count=len(accepted)), 202)
 
 
 @router.get("", response_model=JobsPublic)
 def read_jobs(owner: OwnerDep, redis: RedisDep, store: StoreDep, status: JobStatus | None = None,
-              offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> JobsPublic:
+              offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Response:
     """Your jobs, newest first, optionally of one status; ``count`` is the total over all pages."""
-    return jobs.list_jobs(redis, store, owner, status, offset, limit)
+    return model_response(jobs.list_jobs(redis, store, owner, status, offset, limit))
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=error_responses(404))
-def read_job(job_id: str, owner: OwnerDep, store: StoreDep) -> JobPublic:
+def read_job(job_id: str, owner: OwnerDep, store: StoreDep) -> Response:
     """Status, timestamps, iterations so far, latest prediction, final result or failure reason."""
-    return jobs.to_public(job_id, jobs.get_record(store, owner, job_id))
+    return model_response(jobs.to_public(job_id, jobs.get_record(store, owner, job_id)))
 
 
 @router.get("/{job_id}/result", response_model=ResultEventData, responses=error_responses(404, 409))
-def read_job_result(job_id: str, owner: OwnerDep, store: StoreDep) -> ResultEventData:
+def read_job_result(job_id: str, owner: OwnerDep, store: StoreDep) -> Response:
     """The final result of an ended job (409 while it is queued or running)."""
-    return jobs.get_result(store, owner, job_id)
+    return model_response(jobs.get_result(store, owner, job_id))
 
 
 @router.delete("/{job_id}", response_model=JobPublic, status_code=202, responses=error_responses(404, 409))
-def cancel_job(job_id: str, owner: OwnerDep, store: StoreDep, queue: QueueDep, response: Response) -> JobPublic:
+def cancel_job(job_id: str, owner: OwnerDep, store: StoreDep, queue: QueueDep) -> Response:
     """Cancel: a queued job never runs (200); a running one stops at its next iteration (202)."""
     job = jobs.cancel_job(store, queue, owner, job_id)
-    response.status_code = 200 if job.status is JobStatus.CANCELLED else 202
-    return job
+    return model_response(job, 200 if job.status is JobStatus.CANCELLED else 202)
 
 
 async def _stream_start(
@@ -107,14 +111,27 @@ async def _stream_start(
     return cursor
 
 
-@router.get("/{job_id}/events", response_class=EventSourceResponse, responses={
-    200: {"description": "text/event-stream of status, iteration and result events", "content": {"text/event-stream": {}}},
+# Not response_class=EventSourceResponse: FastAPI would then wrap the route in its per-item SSE
+# machinery (two tasks and a model per event); the handler returns the stream itself.
+@router.get("/{job_id}/events", response_class=Response, responses={
+    200: {"description": "text/event-stream of status, iteration and result events (data: JSON of "
+                         "StatusEventData, IterationPublic, ResultEventData)",
+          "content": {"text/event-stream": {"itemSchema": SSE_EVENT_SCHEMA}}},
     204: {"description": "The job has ended and the client has every event: stop reconnecting."},
     **error_responses(404)})
 async def stream_job_events(job_id: str, cursor: Annotated[str, Depends(_stream_start)], hub: StreamHubDep,
-                            redis: AsyncRedisDep, settings: SettingsDep) -> AsyncIterable[ServerSentEvent]:
+                            redis: AsyncRedisDep, settings: SettingsDep) -> EventSourceResponse:
     """Server-sent events: ``status``, ``iteration``, final ``result``; resume with ``Last-Event-ID``."""
-    key = stream_key(job_id)
+    return EventSourceResponse(_events(stream_key(job_id), cursor, hub, redis, settings.sse_keepalive_s),
+                               headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _events(key: str, cursor: str, hub, redis, keepalive_s: float) -> AsyncIterator[bytes]:
+    """The stream's bytes: entries after ``cursor`` as SSE events (id = stream id), keep-alives when idle.
+
+    Formatted with ``fastapi.sse.format_sse_event`` straight to bytes: no model object and no
+    producer/keep-alive tasks per event, which is where a streaming generator route spends its time.
+    """
     try:
         sub, entries = await hub.subscribe(key, cursor)
     except (RedisConnectionError, RedisTimeoutError):
@@ -125,15 +142,15 @@ async def stream_job_events(job_id: str, cursor: Annotated[str, Depends(_stream_
             if entries is None:  # idle for a whole keep-alive period
                 if not await redis.exists(key):
                     return  # expired
-                yield ServerSentEvent(comment="keep-alive")
+                yield KEEPALIVE
             for event_id, fields in entries or ():
                 if _id_tuple(event_id) <= last:
                     continue
                 last = _id_tuple(event_id)
-                yield ServerSentEvent(id=event_id, event=fields["type"], raw_data=fields["data"])
+                yield format_sse_event(data_str=fields["data"], event=fields["type"], id=event_id)
                 if fields["type"] == EVENT_RESULT:
                     return
-            entries = await sub.get(settings.sse_keepalive_s)
+            entries = await sub.get(keepalive_s)
     except (HubClosed, RedisConnectionError, RedisTimeoutError):
         return
     finally:
