@@ -110,7 +110,8 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=None)
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="an adaptive setting to override, e.g. --param warmup_models=20 (repeatable)")
-    ap.add_argument("--fixed", action="store_true", help="print the fixed-budget curve k = 1..e_max for every set")
+    ap.add_argument("--no-fixed", dest="fixed", action="store_false",
+                    help="do not print the fixed-budget curve k = 1..e_max of every set (it is still computed)")
     args = ap.parse_args(argv)
     params = {"top": args.top, "budget": args.budget}
     for item in args.param:

@@ -207,8 +207,9 @@ class AdaptivePopulation:
         self._finished_after_warmup = 0
         self._references: list[_Record] = []
         self._by_epoch: dict[int, _EpochReferences] = {}
-        #: Curves flat at their first decision: (last epoch seen still flat, epoch it started learning or None).
-        self._flat_histories: list[tuple[float, float | None]] = []
+        #: Curves flat at their first decision: (last epoch seen still flat, epoch it started learning or
+        #: None, best accuracy it showed).
+        self._flat_histories: list[tuple[float, float | None, float]] = []
         self._flat_patience = self.settings.flat_patience
         self._flat_seen = 0
         self.sigma0: float = DEFAULT_SIGMA0
@@ -285,23 +286,25 @@ class AdaptivePopulation:
             return
         learned = np.nonzero(accs > self.flat_level)[0]
         if accs.max() < self.flat_level + BLOOM_RISE or not len(learned):  # noise around chance, not learning
-            self._flat_histories.append((float(epochs[-1]), None))
+            self._flat_histories.append((float(epochs[-1]), None, float(accs.max())))
             return
         onset = float(epochs[learned[0]])
-        # Only a bloom that reached the top x% is worth waiting for: the ranking is all the search uses.
-        # During the warm-up the threshold is still noise; the warm-up is the unbiased sample, so it counts.
-        worth = not self.ready or accs.max() >= self.threshold()
-        self._flat_histories.append((onset - self.estimator.E, onset if worth else None))
+        self._flat_histories.append((onset - self.estimator.E, onset, float(accs.max())))
         self._flat_patience = self._patience_from_blooms()
 
     def _patience_from_blooms(self) -> float:
-        """The latest bloom onset o such that, of the curves seen still flat just before o, at least
+        """The latest bloom onset o such that, of the curves seen still flat just before o, (about) at least
         min_bloom_rate bloomed at o or later into the top x%: waiting longer is not worth its epochs."""
-        onsets = sorted((o for _, o in self._flat_histories if o is not None), reverse=True)
-        for o in onsets:
-            watched = sum(1 for until, _ in self._flat_histories if until >= o - self.estimator.E - EPOCH_TOLERANCE)
-            later = sum(1 for _, b in self._flat_histories if b is not None and b >= o - EPOCH_TOLERANCE)
-            if later >= self.settings.min_bloom_rate * watched:
+        # Only a bloom that reached the (current) top-x% threshold is worth waiting for: the ranking is
+        # all the search uses.
+        threshold = self.threshold()
+        blooms = [o for _, o, best in self._flat_histories if o is not None and best >= threshold]
+        for o in sorted(blooms, reverse=True):
+            watched = sum(1 for until, _, _ in self._flat_histories if until >= o - self.estimator.E - EPOCH_TOLERANCE)
+            later = sum(1 for b in blooms if b >= o - EPOCH_TOLERANCE)
+            # Laplace's rule of succession: with few curves watched, lean towards waiting (a bloomer cut
+            # at chance level is never seen again, so an early low count is weak evidence).
+            if (later + 1) / (watched + 2) >= self.settings.min_bloom_rate:
                 return min(max(self.settings.flat_patience, o + BLOOM_MARGIN), self.estimator.e_max)
         return self.settings.flat_patience
 
