@@ -17,7 +17,7 @@ from peng4nn.client import (
     ValidationError,
 )
 from peng4nn.jobs import IterationPublic, JobStatus, ResultEventData, StatusEventData
-from tests.conftest import TINY_CNN, start_api, make_settings
+from tests.conftest import TINY_CNN
 from worker.embedded import free_port
 from worker.events import JobStore
 

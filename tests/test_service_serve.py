@@ -51,3 +51,14 @@ def _health(client):
 def _listening(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_cli_rejects_bad_options_with_exit_code_2(capsys):
+    from peng4nn.cli import main
+
+    assert main(["worker", "--device", "gpu7"]) == 2
+    assert "--device must be cpu, cuda, cuda:N or mps; got 'gpu7'" in capsys.readouterr().err
+    assert main(["serve", "--port", "70000"]) == 2
+    assert "--port must be in 1..65535" in capsys.readouterr().err
+    assert main(["worker", "--redis-url", f"redis://127.0.0.1:{free_port()}/0"]) == 2
+    assert "cannot reach Redis at redis://127.0.0.1:" in capsys.readouterr().err

@@ -87,9 +87,10 @@ def run_worker(settings: Settings, *, device: str | None = None, burst: bool = F
     if device is not None and not DEVICE_PATTERN.match(device):
         raise ValueError(f"--device must be cpu, cuda, cuda:N or mps; got {device!r}")
     tasks.configure(device)
+    worker = make_worker(settings, name=name)
+    worker.connection.ping()  # fail fast (before importing torch) when Redis is unreachable
     if preload:
         import peng4nn.train  # noqa: F401  - pay torch's import once, not in the first job
-    worker = make_worker(settings, name=name)
     log.info("worker %s listening on %s (device %s)", worker.name, settings.queue_name, device or "default")
     worker.work(burst=burst, logging_level="WARNING", with_scheduler=False)
     return 0

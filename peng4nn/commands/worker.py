@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from peng4nn.cli import CliError
 
@@ -26,14 +25,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.device is not None and not DEVICE_PATTERN.match(args.device):
         raise CliError(f"--device must be cpu, cuda, cuda:N or mps; got {args.device!r}")
-    if args.redis_url:
-        os.environ["REDIS_URL"] = args.redis_url
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     from service.config import get_settings
     from worker.runner import run_worker
 
     settings = get_settings()
+    if args.redis_url:
+        settings = settings.model_copy(update={"redis_url": args.redis_url})
     try:
         return run_worker(settings, device=args.device, burst=args.burst, name=args.name)
     except RedisConnectionError as exc:
