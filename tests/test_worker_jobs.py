@@ -157,3 +157,13 @@ def _events_now(http, job_id):
                 current[field] = value
     return events
 
+
+
+def test_a_job_over_its_timeout_fails_with_the_reason(api, worker_factory):
+    server = api(job_timeout_s=2)  # the API sets RQ's job_timeout when it enqueues
+    worker_factory()
+    with server.client() as http:
+        job_id = http.post("/v1/jobs", json=tiny_job(e_max=500.0, policy="fixed", policy_params={"k": 500})).json()["id"]
+        job = wait_for(lambda: (j := _status(http, job_id))["status"] == "failed" and j, timeout=60, what="timeout")
+        assert job["error"] == "timed out after 2 s (PENG4NN_JOB_TIMEOUT_S)"
+        assert _read_sse(http, f"/v1/jobs/{job_id}/events")[-1]["event"] == "result"

@@ -27,8 +27,14 @@ def run_maintenance(queue: Queue, job_ttl_s: int) -> None:
 
     Safe to call from any thread: the failure callback runs under a timer, not SIGALRM.
     """
-    StartedJobRegistry(name=queue.name, connection=queue.connection, job_class=queue.job_class,
-                       serializer=queue.serializer, death_penalty_class=TimerDeathPenalty).cleanup()
+    # RQ's own lock: API processes and workers never clean the same queue at once (an abandoned
+    # job must be re-queued once, not once per cleaner).
+    if queue.acquire_maintenance_lock():
+        try:
+            StartedJobRegistry(name=queue.name, connection=queue.connection, job_class=queue.job_class,
+                               serializer=queue.serializer, death_penalty_class=TimerDeathPenalty).cleanup()
+        finally:
+            queue.release_maintenance_lock()
     prune_indexes(queue.connection, job_ttl_s)
 
 

@@ -71,7 +71,7 @@ def run_job(job_id: str) -> dict[str, Any]:
     except Exception as exc:
         # A job that raised is final: RQ's retries are kept for lost workers only.
         rq_job.retries_left = 0
-        store.finish(job_id, JobStatus.FAILED, error=_describe(exc, settings), expect=[JobStatus.RUNNING])
+        store.finish(job_id, JobStatus.FAILED, error=_describe(exc, rq_job), expect=[JobStatus.RUNNING])
         raise
     return _finish(job_id, result, store, rq_job)
 
@@ -149,15 +149,15 @@ def on_job_failure(job: Job, connection, exc_type, exc_value, tb) -> None:
         return
     if exc_type is not None and issubclass(exc_type, WorkerShutdown):
         return  # already set back to queued by run_job
-    error = _describe(exc_value, settings) if exc_value is not None else "job failed"
+    error = _describe(exc_value, job) if exc_value is not None else "job failed"
     store.finish(job_id, JobStatus.FAILED, error=error, expect=[JobStatus.RUNNING, JobStatus.QUEUED])
 
 
-def _describe(exc: BaseException, settings) -> str:
+def _describe(exc: BaseException, job: Job) -> str:
     from rq.timeouts import JobTimeoutException
 
     if isinstance(exc, JobTimeoutException):
-        return f"timed out after {settings.job_timeout_s} s (PENG4NN_JOB_TIMEOUT_S)"
+        return f"timed out after {job.timeout} s (PENG4NN_JOB_TIMEOUT_S)"
     return f"{type(exc).__name__}: {exc}"
 
 
