@@ -60,5 +60,10 @@ def test_cli_rejects_bad_options_with_exit_code_2(capsys):
     assert "--device must be cpu, cuda, cuda:N or mps; got 'gpu7'" in capsys.readouterr().err
     assert main(["serve", "--port", "70000"]) == 2
     assert "--port must be in 1..65535" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert main(["serve", "--port", str(busy.getsockname()[1])]) == 2
+        assert "cannot listen on 127.0.0.1:" in capsys.readouterr().err
     assert main(["worker", "--redis-url", f"redis://127.0.0.1:{free_port()}/0"]) == 2
     assert "cannot reach Redis at redis://127.0.0.1:" in capsys.readouterr().err

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
         if not DEVICE_PATTERN.match(args.device):
             raise CliError(f"--device must be cpu, cuda, cuda:N or mps; got {args.device!r}")
+    _check_port_free(args.host, args.port)
     import uvicorn
 
     from worker.embedded import EmbeddedRedis, EmbeddedRedisError
@@ -78,6 +79,17 @@ def run(args: argparse.Namespace) -> int:
         if embedded is not None:
             embedded.stop()
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port") from None
 
 
 def _check_redis(url: str) -> None:
