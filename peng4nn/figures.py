@@ -111,7 +111,7 @@ def example_curve(epochs: Sequence[float], accs: Sequence[float], fitted_epochs:
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title or "Fig. 4: one network's estimate and predictive function")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     return _save(fig, path)
 
 

@@ -198,10 +198,11 @@ def _draw_figures(curves: Sequence[RecordedCurve], engine: list[ModelOutcome], e
 
 def _example_model(curves: Sequence[RecordedCurve], engine: list[ModelOutcome],
                    num_classes: int | None) -> tuple[RecordedCurve, ModelOutcome] | None:
-    """A typical converged model that learned: the median stop epoch among those clearly above chance."""
+    """A typical converged model that learned: the median stop epoch among rising curves estimated within 3 points."""
     chance = 100.0 / (num_classes or 10)
     pairs = [(c, o) for c, o in zip(curves, engine)
-             if o.converged and o.decisions and o.decisions[-1].a is not None and o.actual_max > chance + 10]
+             if o.converged and o.decisions and o.decisions[-1].a is not None and o.estimate > chance + 10
+             and abs(o.estimate - o.actual_max) <= 3.0 and c.val_acc[0] < o.actual_max - 5.0]
     if not pairs:
         pairs = [(c, o) for c, o in zip(curves, engine) if o.decisions and o.decisions[-1].a is not None]
     if not pairs:
