@@ -478,7 +478,7 @@ class AdaptivePolicy(StoppingPolicy):
         if s.budget is not None and pop.mean_epochs_with(epoch) >= s.budget - EPOCH_TOLERANCE:
             return self._decision(epoch, est, Reason.BUDGET_REACHED, stop=True)
         resolve = max(s.resolve, NOISE_RESOLVE * pop.sigma0)  # no finer than the validation noise allows
-        if est.lo >= threshold or est.hi - est.lo <= 2 * resolve + 1e-12:
+        if est.lo >= threshold or max(est.hi, est.upper) - est.lo <= 2 * resolve + 1e-12:
             return self._decision(epoch, est, Reason.CONVERGED, stop=True, converged=True)
         return self._decision(epoch, est, Reason.UNSTABLE)
 
