@@ -31,9 +31,15 @@ def evaluate(curves, factory, e_max: float) -> dict:
     s = summarize(outcomes)
     stops = np.array([min(o.stop_epoch, e_max) for o in outcomes])
     bloomers = [o for o in outcomes if o.model_id.endswith("-bloomer")]
+    # Did the reported interval hold the best accuracy up to e_max? (models stopped before e_max)
+    at_stop = [_covers(o.decisions[-1].interval, o.actual_max) for o in outcomes
+               if o.decisions[-1].interval is not None and o.stop_epoch < e_max]
+    at_all = [_covers(d.interval, o.actual_max) for o in outcomes if o.stop_epoch < e_max
+              for d in o.decisions if d.interval is not None]
     return {
         # Late bloomers whose estimate shows they learn (not written off at chance level), of all late bloomers.
         "bloomers": (sum(o.estimate > CHANCE + 10 for o in bloomers), len(bloomers)),
+        "coverage": (float(np.mean(at_stop)) if at_stop else None, float(np.mean(at_all)) if at_all else None),
         "epochs": float(stops.mean()),
         "frac": float(stops.mean() / e_max),
         "ov20": s["overlap"]["20"],
@@ -42,6 +48,10 @@ def evaluate(curves, factory, e_max: float) -> dict:
         "regret": s["regret_at_1"],
         "seconds": time.perf_counter() - t0,
     }
+
+
+def _covers(interval, value: float) -> bool:
+    return interval[0] - 1e-9 <= value <= interval[1] + 1e-9
 
 
 def policies(estimator: dict, num_classes: int, adaptive_params: dict):
@@ -96,7 +106,9 @@ def report(name: str, curves, num_classes: int, e_max: float, adaptive_params: d
 def _row(pname: str, r: dict) -> None:
     print(f"{pname:<20} {r['epochs']:7.2f} {r['frac']:7.1%} {r['ov20']:6.3f} {r['ov10']:6.3f} {r['diff20']:7.3f} "
           f"{r['regret']:8.3f} {r['fixed_same']:10.3f} {r['seconds']:6.1f}"
-          + (f"  late bloomers kept {r['bloomers'][0]}/{r['bloomers'][1]}" if r["bloomers"][1] else ""))
+          + (f"  late bloomers kept {r['bloomers'][0]}/{r['bloomers'][1]}" if r["bloomers"][1] else "")
+          + (f"  90% interval coverage: at stop {r['coverage'][0]:.2f}, all decisions {r['coverage'][1]:.2f}"
+             if r["coverage"][0] is not None else ""))
 
 
 def main(argv=None) -> int:
