@@ -68,7 +68,7 @@ async def search(args: argparse.Namespace) -> int:
         if job.status.value in ("failed", "cancelled") or result is None:
             print(f"net{i}: {job.status.value}: {job.error}")
             continue
-        stopped = result.shadow_estimate is not None
+        stopped = bool(result.shadow_converged)
         predicted = result.shadow_estimate if stopped else result.estimate
         stop = result.shadow_stop_epoch if stopped else result.stop_epoch
         rows.append((f"net{i}" + ("" if stopped else "*"), predicted, stop, result.final_val_acc, job.params))
@@ -83,7 +83,7 @@ async def search(args: argparse.Namespace) -> int:
         stop_text = f"{stop:8.1f}" if stop is not None else "     n/a"
         print(f"{rank:>4}  {name:<6} {pred}  {stop_text}  {actual:6.1f}%  {actual_rank[name]:>11}  {params:>7}")
     if any(row[0].endswith("*") for row in ranked[: args.top_k]):
-        print("* the engine never stopped this network before e_max: its estimate is the best accuracy seen")
+        print("* the engine did not converge on this network before e_max: its estimate is the best accuracy seen")
     return 0
 
 

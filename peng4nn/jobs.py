@@ -126,6 +126,9 @@ class ResultPublic(BaseModel):
     reason: str | None = None
     shadow_stop_epoch: float | None = None
     shadow_estimate: float | None = None
+    shadow_converged: bool | None = Field(None, description="Shadow mode: whether the engine converged before e_max.")
+    shadow_reason: str | None = None
+    best_val_acc: float | None = None
     final_val_acc: float | None = Field(None, description="Validation accuracy at the last trained epoch.")
 
 
