@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Settings every test process shares: short leases and keep-alives so failures show in seconds.
 TEST_ENV = {
-    "PENG4NN_WORKER_LEASE_S": "2",
+    "PENG4NN_WORKER_LEASE_S": "3",
     "PENG4NN_MAINTENANCE_INTERVAL_S": "0.5",
     "PENG4NN_SSE_KEEPALIVE_S": "0.5",
     "PENG4NN_REQUEUE_ON_WORKER_LOSS": "0",
