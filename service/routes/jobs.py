@@ -39,12 +39,16 @@ from worker.events import record_key, stream_key
 router = v1_router("/jobs", "jobs")
 
 EVENT_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"
+"""A Redis stream id, which is what every event id is."""
+
 KEEPALIVE = b": keep-alive\n\n"
+"""Comment line sent on idle streams (proxies and clients see the connection alive)."""
+
 SSE_EVENT_SCHEMA = {"type": "object", "properties": {
     "event": {"type": "string", "enum": ["status", "iteration", "result"]},
     "data": {"type": "string", "contentMediaType": "application/json"},
     "id": {"type": "string", "description": "Redis stream id; send it back as Last-Event-ID to resume"}}}
-"""A Redis stream id, which is what every event id is."""
+"""OpenAPI item schema of the event stream."""
 
 
 @router.post("", status_code=202, response_model=JobAccepted, responses=error_responses(413))
