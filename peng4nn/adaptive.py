@@ -102,7 +102,7 @@ class AdaptiveSettings(BaseModel):
         "there went on to learn.",
     )
     flat_audit: int = Field(
-        10,
+        5,
         ge=0,
         description="Every n-th curve still flat at its first decision is kept for half of e_max, to find out "
         "whether this search has late bloomers (0: never).",
@@ -455,12 +455,18 @@ class AdaptivePolicy(StoppingPolicy):
                 if self._audit is None:
                     self._audit = pop.next_flat_is_audit()
                 patience = self.e_max / 2 if self._audit else pop.flat_patience()
+                if self._over_budget(epoch, pop):
+                    return self._decision(epoch, est, Reason.BUDGET_REACHED, stop=True)
             if epoch >= patience - EPOCH_TOLERANCE:
                 return self._decision(epoch, est, Reason.OUT_OF_CONTENTION, stop=True)  # never learned
             return self._decision(epoch, est, Reason.UNSTABLE)  # maybe a late bloomer
         if pop is None:
             return self._decide_alone(epoch, est)
         return self._decide_in_population(epoch, est, pop)
+
+    def _over_budget(self, epoch: float, pop: AdaptivePopulation) -> bool:
+        budget = self.settings.budget
+        return budget is not None and pop.mean_epochs_with(epoch) >= budget - EPOCH_TOLERANCE
 
     def _decide_alone(self, epoch: float, est: CalibratedEstimate) -> Decision:
         """Without a population: stop once the estimate is known to within `resolve` points."""
@@ -475,7 +481,7 @@ class AdaptivePolicy(StoppingPolicy):
             return self._decision(epoch, est, Reason.OUT_OF_CONTENTION, stop=True)
         if est.upper >= pop.leader():
             return self._decision(epoch, est, Reason.UNSTABLE)  # could be the best of the search: even over budget
-        if s.budget is not None and pop.mean_epochs_with(epoch) >= s.budget - EPOCH_TOLERANCE:
+        if self._over_budget(epoch, pop):
             return self._decision(epoch, est, Reason.BUDGET_REACHED, stop=True)
         resolve = max(s.resolve, NOISE_RESOLVE * pop.sigma0)  # no finer than the validation noise allows
         if est.lo >= threshold or max(est.hi, est.upper) - est.lo <= 2 * resolve + 1e-12:
