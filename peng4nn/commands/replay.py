@@ -54,7 +54,7 @@ def add_parser(subparsers) -> None:
     b.add_argument("--k", type=float, help="fixed: epochs every model trains (default e_max)")
     b.add_argument("--monitor", choices=("auto", "train_loss", "val_loss", "val_acc"), help="menndl: signal watched")
     b.add_argument("--top", type=float, help="adaptive: target fraction x of the search, percent (default 20)")
-    b.add_argument("--budget", type=float, help="adaptive: mean epochs per model the search may spend (default: no cap)")
+    b.add_argument("--budget", type=float, help="adaptive: mean epochs per model after its warm-up (default: no cap)")
     p.add_argument("--json", action="store_true", help="print one JSON object {summary, models} instead of a table")
     p.set_defaults(run=run)
 
