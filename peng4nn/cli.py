@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "worker": "worker",
     "experiment": "experiment",
     "report": "report",
+    "demo": "demo",
 }
 
 EXIT_USAGE = 2

@@ -6,8 +6,11 @@ predicted accuracy next to what each network actually reached. Jobs run in
 shadow mode (trained to e_max anyway) so that the "actual" column exists;
 a real search would leave shadow off and save the epochs after each stop.
 
-    peng4nn serve                       # terminal 1
+    peng4nn demo                        # starts an embedded service and runs this search
+    peng4nn serve                       # or: terminal 1
     python examples/random_search.py    # terminal 2 (zero configuration)
+
+It lives in the package (not only under examples/) so that `peng4nn demo` can run it.
 """
 
 from __future__ import annotations
