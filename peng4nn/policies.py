@@ -7,12 +7,14 @@ train_loss) -> Decision`. Names on the command line and in the API are the keys 
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from peng4nn.analyzer import (
     EPOCH_TOLERANCE,
+    CurvePoint,
     Decision,
     EstimatorSettings,
     PredictionAnalyzer,
@@ -81,19 +83,44 @@ class _BestAccuracyPolicy(StoppingPolicy):
         return epoch >= self.e_max - EPOCH_TOLERANCE
 
 
-class MenndlPolicy(_BestAccuracyPolicy):
+class _PatienceRule(_BestAccuracyPolicy):
+    """Stop when the watched signal has not improved for `settings.patience` epochs (or at e_max)."""
+
+    def __init__(self, settings: MenndlSettings | PatienceSettings):
+        super().__init__(E=settings.E, e_max=settings.e_max)
+        self.settings = settings
+        self._best: float | None = None
+        self._best_epoch = 0.0
+
+    @abstractmethod
+    def _improves(self, value: float, best: float) -> bool:
+        """Whether `value` beats the best so far."""
+
+    @abstractmethod
+    def _value(self, point: CurvePoint) -> float:
+        """The watched signal at this point."""
+
+    def _decide(self, epoch: float) -> Decision:
+        value = self._value(self.history.points[-1])
+        if self._best is None or self._improves(value, self._best):
+            self._best, self._best_epoch = value, epoch
+        if self._at_e_max(epoch):
+            return self._decision(epoch, Reason.MAX_EPOCHS, True)
+        if epoch - self._best_epoch >= self.settings.patience - EPOCH_TOLERANCE:
+            return self._decision(epoch, Reason.PATIENCE_EXHAUSTED, True)
+        return self._decision(epoch, Reason.UNSTABLE, False)
+
+
+class MenndlPolicy(_PatienceRule):
     """MENNDL's rule: stop when the minimum training loss has not decreased for `patience` epochs."""
 
     name = "menndl"
 
     def __init__(self, settings: MenndlSettings):
-        super().__init__(E=settings.E, e_max=settings.e_max)
-        self.settings = settings
+        super().__init__(settings)
         self.monitor: str | None = None if settings.monitor == "auto" else settings.monitor
-        self._best: float | None = None
-        self._best_epoch = 0.0
 
-    def _signal(self, point) -> float:
+    def _value(self, point: CurvePoint) -> float:
         if self.monitor is None:
             self.monitor = (
                 "train_loss" if point.train_loss is not None else "val_loss" if point.val_loss is not None else "val_acc"
@@ -104,37 +131,20 @@ class MenndlPolicy(_BestAccuracyPolicy):
         # Lower is better for losses; accuracy is negated so one comparison serves both.
         return -value if self.monitor == "val_acc" else value
 
-    def _decide(self, epoch: float) -> Decision:
-        value = self._signal(self.history.points[-1])
-        if self._best is None or value < self._best:
-            self._best, self._best_epoch = value, epoch
-        if self._at_e_max(epoch):
-            return self._decision(epoch, Reason.MAX_EPOCHS, True)
-        if epoch - self._best_epoch >= self.settings.patience - EPOCH_TOLERANCE:
-            return self._decision(epoch, Reason.PATIENCE_EXHAUSTED, True)
-        return self._decision(epoch, Reason.UNSTABLE, False)
+    def _improves(self, value: float, best: float) -> bool:
+        return value < best
 
 
-class PatiencePolicy(_BestAccuracyPolicy):
+class PatiencePolicy(_PatienceRule):
     """Keras EarlyStopping on validation accuracy: stop after `patience` epochs without a `min_delta` gain."""
 
     name = "patience"
 
-    def __init__(self, settings: PatienceSettings):
-        super().__init__(E=settings.E, e_max=settings.e_max)
-        self.settings = settings
-        self._best: float | None = None
-        self._best_epoch = 0.0
+    def _value(self, point: CurvePoint) -> float:
+        return point.val_acc
 
-    def _decide(self, epoch: float) -> Decision:
-        acc = self.history.points[-1].val_acc
-        if self._best is None or acc > self._best + self.settings.min_delta:
-            self._best, self._best_epoch = acc, epoch
-        if self._at_e_max(epoch):
-            return self._decision(epoch, Reason.MAX_EPOCHS, True)
-        if epoch - self._best_epoch >= self.settings.patience - EPOCH_TOLERANCE:
-            return self._decision(epoch, Reason.PATIENCE_EXHAUSTED, True)
-        return self._decision(epoch, Reason.UNSTABLE, False)
+    def _improves(self, value: float, best: float) -> bool:
+        return value > best + self.settings.min_delta
 
 
 class FixedBudgetPolicy(_BestAccuracyPolicy):
