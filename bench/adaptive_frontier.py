@@ -115,6 +115,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", default=",".join(POPULATIONS), help="generated populations to run (comma-separated)")
     ap.add_argument("--seeds", type=int, default=2, help="seeds per generated population")
+    ap.add_argument("--first-seed", type=int, default=0, help="first seed (e.g. 2 for populations never tuned on)")
     ap.add_argument("--models", type=int, default=200, help="models per generated population")
     ap.add_argument("--csv", nargs="*", default=None, help="curve files (default: the shipped sample + docs/results/*/curves.csv)")
     ap.add_argument("--e-max", type=float, default=20.0)
@@ -132,7 +133,7 @@ def main(argv=None) -> int:
     rows = []
     for set_name in [s for s in args.sets.split(",") if s]:
         spec = POPULATIONS[set_name]
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             from dataclasses import replace
 
             curves = generate_population(replace(spec, n_models=args.models), seed=seed)

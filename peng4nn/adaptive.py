@@ -401,7 +401,13 @@ class AdaptivePolicy(StoppingPolicy):
             epochs, accs = epochs[keep], accs[keep]
             age = float(epochs[-1]) - self._bloom_start + self.E
         raw = nominal_estimate(epochs, accs, self.e_max, self.settings.level, sigma0)
-        if raw is None or pop is None or not pop.ready or self.is_flat():
+        if raw is not None and self.is_flat():
+            # At chance level the estimate is what was seen: a fit through noise around chance can
+            # extrapolate anywhere (a never-learner once ranked first in a generated search). The
+            # interval keeps the fit's upper end: whether it will learn is exactly what is unknown.
+            best = float(accs.max())
+            return CalibratedEstimate(best, best, raw.hi, raw.upper, False, raw.fit)
+        if raw is None or pop is None or not pop.ready:
             return raw
         refs = pop.references_at(age)
         if refs is None:

@@ -252,3 +252,12 @@ def test_cli_replay_with_adaptive_top_and_budget(tmp_path, capsys):
     assert mean_epochs[1] < mean_epochs[0]
     assert cli_main(["replay", str(path), "--policy", "adaptive", "--top", "0"]) == 2
     assert "'top'" in capsys.readouterr().err
+
+
+def test_a_curve_stopped_at_chance_level_is_estimated_at_what_it_showed_not_at_a_fit_through_noise():
+    pop, _ = warm_population()
+    noisy_flat = RecordedCurve("nf", EPOCHS.copy(), np.r_[7.7, 4.7, 10.2, 12.8, np.full(36, 11.0)], None, None)
+    decisions = run(pop(), noisy_flat)
+    assert decisions[-1].reason is Reason.OUT_OF_CONTENTION
+    assert decisions[-1].estimate == max(noisy_flat.val_acc[: len(decisions)])
+    assert all(d.prediction is None or d.prediction <= 13 for d in decisions)
