@@ -18,7 +18,6 @@ run contains does not depend on the order or the number of workers.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
@@ -334,10 +333,3 @@ def _progress_bar(total: int, initial: int, enabled: bool):
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def total_wall_seconds(directory: str | os.PathLike) -> float:
-    """Wall time of every session of the run in `directory` (resumed runs add up)."""
-    state = json.loads((Path(directory) / "run.json").read_text())
-    return float(sum(s.get("wall_s", 0.0) for s in state.get("sessions", [])))
-

@@ -25,7 +25,7 @@ from peng4nn.policies import PolicyConfigError
 
 __all__ = ["PEER_NAMES", "OptunaPrunerFactory", "OptunaTrialPolicy", "make_peer_factory"]
 
-#: Peer name -> (description, builder of the optuna pruner from (params, E)).
+#: Peer name -> what it runs (optuna's defaults unless parameters are given).
 PEER_DESCRIPTIONS: dict[str, str] = {
     "optuna-median": "optuna.pruners.MedianPruner (defaults: n_startup_trials=5, n_warmup_steps=0)",
     "optuna-sha": "optuna.pruners.SuccessiveHalvingPruner (defaults: min_resource='auto', reduction_factor=4)",
