@@ -107,3 +107,22 @@ def test_report_cli_bad_file_is_one_line_naming_file_and_line(tmp_path, capsys):
 def test_report_cli_rejects_bad_options(tmp_path, capsys):
     assert main(["report", str(SAMPLE), "--out", str(tmp_path), "--num-classes", "1"]) == 2
     assert "--num-classes" in capsys.readouterr().err
+
+
+def test_user_curves_without_losses_or_full_length_still_report(tmp_path):
+    """A user's file with only model_id,epoch,val_acc and curves that end before e_max."""
+    rows = ["model_id,epoch,val_acc"]
+    for model, top in (("fast", 90.0), ("slow", 60.0), ("flat", 10.0), ("mid", 75.0)):
+        rows += [f"{model},{e:g},{top - (top - 10.0) * 0.6 ** e:.3f}" for e in (0.5 * i for i in range(1, 17))]
+    path = tmp_path / "mine.csv"
+    path.write_text("\n".join(rows) + "\n")
+    result = build_report(path, tmp_path / "out", num_classes=10)
+    saved = result.results
+    assert saved["baseline_monitor"] == "val_acc"
+    assert "paper-loss" not in saved["policies"]  # the LOSS check needs a val_loss column
+    assert saved["n_models"] == 4 and saved["E"] == 0.5
+    # every curve ends at epoch 8 < e_max: no policy can have trained longer than the curve
+    for entry in saved["policies"].values():
+        assert entry["summary"]["n_models"] == 4
+    assert all(row["stop_epoch"] <= 8.0 for row in saved["engine_models"])
+    assert all(_is_png(p) for p in result.figures.values())
