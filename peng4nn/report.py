@@ -40,6 +40,7 @@ PAPER_CLAIMS = {
     "overlap": (0.74, 0.97),
     "mean_acc_diff_max": 0.83,
 }
+OPTUNA_MISSING_NOTE = "Optuna's pruners were left out: the optuna package is not installed (pip install -e '.[optuna]')."
 #: The policy whose per-model results make Fig. 4, 5, 7, 8 and Tables IV and V.
 ENGINE_KEY = "paper"
 
@@ -61,6 +62,7 @@ def standard_policies(*, E: float, e_max: float, num_classes: int | None, backen
     """Every policy the report compares, in display order."""
     from peng4nn.peers import PEER_DESCRIPTIONS, make_peer_factory
 
+    peers = PEER_DESCRIPTIONS if optuna_available() else {}
     estimator = {"E": E, "e_max": e_max}
 
     def named(name: str, estimator=estimator, **params) -> Callable[[], PolicyFactory]:
@@ -90,10 +92,17 @@ def standard_policies(*, E: float, e_max: float, num_classes: int | None, backen
         PolicyRun("patience", "Keras patience (5 ep)", "baseline",
                   "EarlyStopping on val_acc, patience 5 epochs, min_delta 0", named("patience")),
     ]
-    for peer, description in PEER_DESCRIPTIONS.items():
+    for peer, description in peers.items():
         runs.append(PolicyRun(peer, peer, "peer", description,
                               lambda peer=peer: make_peer_factory(peer, E=E, e_max=e_max)))
     return runs
+
+
+def optuna_available() -> bool:
+    """Optuna is an optional extra (`pip install -e '.[optuna]'`); without it the peers are left out."""
+    import importlib.util
+
+    return importlib.util.find_spec("optuna") is not None
 
 
 def fixed_budget_curve(curves: Sequence[RecordedCurve], *, E: float, e_max: float,
@@ -160,6 +169,7 @@ def build_report(curves_path: str | Path, out_dir: str | Path, *, num_classes: i
         "fixed_budget": budget,
         "engine_models": [_outcome_row(o) for o in engine],
         "figures": {k: p.name for k, p in figures.items()},
+        "notes": [] if optuna_available() else [OPTUNA_MISSING_NOTE],
     }
     results_path = _write_text(out_dir / "results.json", json.dumps(results, indent=1) + "\n")
     report_path = _write_text(out_dir / "report.md", render_markdown(results))
@@ -246,6 +256,7 @@ def render_markdown(results: dict[str, Any]) -> str:
               f"- Baseline for savings: MENNDL's rule on `{results['baseline_monitor']}`; ground truth: each model's "
               f"best validation accuracy up to e_max.",
               f"- Fitting back-end: `{results['backend']}`."]
+    lines += [f"- Note: {note}" for note in results.get("notes", [])]
     training = results.get("training")
     if training:
         lines.append(f"- Training: {training['models_recorded']} full curves recorded, {training['failed']} models "
