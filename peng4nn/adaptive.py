@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings, Reason, StoppingPolicy
 from peng4nn.intervals import DEFAULT_NU0, DEFAULT_SIGMA0, CurveInterval, curve_interval
 
-__all__ = ["AdaptiveSettings", "AdaptivePolicy", "AdaptivePopulation", "CalibratedEstimate"]
+__all__ = ["AdaptiveSettings", "AdaptivePolicy", "AdaptivePopulation", "CalibratedEstimate", "FinishedNetwork"]
 
 #: Smallest interval width (points) used to normalise residuals, so exact fits do not divide by 0.
 WIDTH_FLOOR = 0.5
@@ -137,6 +137,32 @@ class _Record:
     estimate: float
     epochs_used: float
     full: bool
+
+
+@dataclass(frozen=True)
+class FinishedNetwork:
+    """Everything a search learns from one finished network: plain data, so a service can store it.
+
+    A population is a pure function of its finished networks in arrival order, so processes that
+    add the same networks in the same order make the same decisions.
+    """
+
+    epochs: tuple[float, ...]
+    accs: tuple[float, ...]
+    estimate: float
+    epochs_used: float
+    full: bool
+    #: Whether the network asked for a flat-curve audit ticket (it counts towards "every n-th").
+    flat_audit_asked: bool = False
+
+    def to_dict(self) -> dict:
+        return {"epochs": list(self.epochs), "accs": list(self.accs), "estimate": self.estimate,
+                "epochs_used": self.epochs_used, "full": self.full, "flat_audit_asked": self.flat_audit_asked}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FinishedNetwork":
+        return cls(tuple(map(float, data["epochs"])), tuple(map(float, data["accs"])), float(data["estimate"]),
+                   float(data["epochs_used"]), bool(data["full"]), bool(data.get("flat_audit_asked", False)))
 
 
 def _epoch_key(epoch: float, E: float) -> int:
@@ -246,10 +272,16 @@ class AdaptivePopulation:
 
     def next_flat_is_audit(self) -> bool:
         """Every `flat_audit`-th flat curve is kept for half of e_max: without it a search that stops
-        flat curves early never sees a late bloom, and never learns to wait for one."""
-        self._flat_seen += 1
+        flat curves early never sees a late bloom, and never learns to wait for one.
+
+        Counted over finished networks that asked (`FinishedNetwork.flat_audit_asked`), so the answer
+        depends only on the finished networks; networks running at the same time may share a ticket."""
         n = self.settings.flat_audit
-        return n > 0 and self._flat_seen % n == 0
+        return n > 0 and (self._flat_seen + 1) % n == 0
+
+    def refresh(self) -> None:
+        """Called before every decision of this search's policies: a hook for populations kept elsewhere
+        (the service's worker pulls networks other processes finished); nothing to do in-process."""
 
     def flat_patience(self) -> float:
         """Epochs a flat curve is kept: the setting, or longer while this search's late bloomers are common."""
@@ -264,6 +296,12 @@ class AdaptivePopulation:
         return refs
 
     # -- learning ------------------------------------------------------------------------------
+    def add(self, network: FinishedNetwork) -> None:
+        """Learn from one finished network (in arrival order)."""
+        self._flat_seen += int(network.flat_audit_asked)
+        self.record(np.array(network.epochs, dtype=float), np.array(network.accs, dtype=float), network.estimate,
+                    network.epochs_used, network.full)
+
     def record(self, epochs: np.ndarray, accs: np.ndarray, estimate: float, epochs_used: float, full: bool) -> None:
         rec = _Record(epochs, accs, estimate, epochs_used, full)
         self.records.append(rec)
@@ -441,6 +479,8 @@ class AdaptivePolicy(StoppingPolicy):
     def _decide(self, epoch: float) -> Decision:
         if self.final is not None:  # already stopped: the base class repeats the first stop
             return self._decision(epoch, self.last_estimate, self.final.reason, stop=True)
+        if self.population is not None:
+            self.population.refresh()
         best = self.history.best_accuracy()
         if epoch >= self.e_max - EPOCH_TOLERANCE:
             return Decision(epoch, best, None, None, None, False, True, best, Reason.MAX_EPOCHS, (best, best))
@@ -526,21 +566,28 @@ class AdaptivePolicy(StoppingPolicy):
     # -- end of training -----------------------------------------------------------------------
     def finish(self) -> None:
         """Tell the population what this network showed, up to where it stopped (never beyond)."""
-        if self._finished or self.population is None or not self.history.points:
+        if self._finished or self.population is None:
             return
+        network = self.outcome()
         self._finished = True
+        if network is not None:
+            self.population.add(network)
+
+    def outcome(self) -> FinishedNetwork | None:
+        """What `finish()` tells the population (None before the first point); a service stores it instead."""
+        if not self.history.points:
+            return None
         stop_epoch = self.final.epoch if self.final is not None else self.history.points[-1].epoch
         pts = [p for p in self.history.points if p.epoch <= stop_epoch + EPOCH_TOLERANCE]
-        epochs = np.array([p.epoch for p in pts])
-        accs = np.array([p.val_acc for p in pts])
         if self.final is not None and self.final.estimate is not None:
             estimate = self.final.estimate
         elif self.last_estimate is not None:
             estimate = self.last_estimate.estimate
         else:
-            estimate = float(accs.max())
+            estimate = max(p.val_acc for p in pts)
         full = stop_epoch >= self.e_max - EPOCH_TOLERANCE
-        self.population.record(epochs, accs, estimate, stop_epoch, full)
+        return FinishedNetwork(tuple(p.epoch for p in pts), tuple(p.val_acc for p in pts), float(estimate),
+                               float(stop_epoch), bool(full), self._audit is not None)
 
 
 def _as(cls, value):

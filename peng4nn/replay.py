@@ -117,6 +117,8 @@ class ModelOutcome:
     actual_max: float
     #: The policy's decision at every point it saw, up to and including the stop (for Fig. 4).
     decisions: tuple[Decision, ...] = ()
+    #: The stopping decision's interval for the estimate (None: the policy gives none, or the curve ended).
+    interval: tuple[float, float] | None = None
 
     @property
     def epochs_saved(self) -> float:
@@ -132,6 +134,7 @@ class ModelOutcome:
             "converged": self.converged,
             "baseline_stop_epoch": self.baseline_stop_epoch,
             "actual_max": self.actual_max,
+            "interval": list(self.interval) if self.interval is not None else None,
         }
 
 
@@ -371,6 +374,7 @@ def replay(
                 baseline_stop_epoch=float(baseline_stop),
                 actual_max=curve.best_accuracy(e_max),
                 decisions=tuple(decisions),
+                interval=final.interval if final is not None else None,
             )
         )
     return outcomes

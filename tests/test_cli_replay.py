@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / ".." / "shared" / "data" / "penguin-cifar100-sample.csv"
 needs_sample = pytest.mark.skipif(not SAMPLE.exists(), reason=f"sample curves not found at {SAMPLE}")
 
-MODEL_KEYS = {"model_id", "stop_epoch", "estimate", "converged", "baseline_stop_epoch", "actual_max"}
+MODEL_KEYS = {"model_id", "stop_epoch", "estimate", "converged", "baseline_stop_epoch", "actual_max", "interval"}
 SUMMARY_KEYS = {"n_models", "epochs_saved_mean", "throughput_gain", "overlap", "mean_acc_diff", "regret_at_1"}
 
 
@@ -56,6 +56,19 @@ def test_json_is_one_object_of_the_issues_shape(capsys):
     assert doc["models"] == [o.to_dict() for o in outcomes]
     assert doc["summary"] == summarize(outcomes)
     assert isinstance(doc["summary"]["n_models"], int) and 0 <= doc["summary"]["epochs_saved_mean"] <= 1
+
+
+@needs_sample
+def test_json_models_carry_the_stopping_interval(capsys):
+    code, out, _ = run_cli(capsys, SAMPLE, "--num-classes", 100, "--policy", "adaptive", "--json")
+    assert code == 0
+    models = json.loads(out)["models"]
+    assert models and all(m["interval"] is not None for m in models)
+    for m in models:
+        lo, hi = m["interval"]
+        assert lo <= m["estimate"] <= hi
+    outcomes = replay(read_curves(SAMPLE), policy_factory("adaptive", estimator={"E": 0.5}, num_classes=100))
+    assert [m["interval"] for m in models] == [list(o.interval) for o in outcomes]
 
 
 @needs_sample
