@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -240,6 +241,9 @@ class AdaptivePopulation:
         self._flat_seen = 0
         self.sigma0: float = DEFAULT_SIGMA0
         self._sigma_frozen = False
+        #: Where networks finished elsewhere come from (a service sets it): `source(n)` returns the
+        #: finished networks after the first n, in arrival order. None: everything is added here.
+        self.source: Callable[[int], Iterable[FinishedNetwork]] | None = None
 
     # -- the factory replay calls ------------------------------------------------------------
     def __call__(self, curve=None) -> "AdaptivePolicy":
@@ -280,8 +284,10 @@ class AdaptivePopulation:
         return n > 0 and (self._flat_seen + 1) % n == 0
 
     def refresh(self) -> None:
-        """Called before every decision of this search's policies: a hook for populations kept elsewhere
-        (the service's worker pulls networks other processes finished); nothing to do in-process."""
+        """Called before every decision of this search's policies: learn the networks finished elsewhere."""
+        if self.source is not None:
+            for network in self.source(self.n_finished):
+                self.add(network)
 
     def flat_patience(self) -> float:
         """Epochs a flat curve is kept: the setting, or longer while this search's late bloomers are common."""

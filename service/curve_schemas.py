@@ -29,6 +29,16 @@ class CurveCreate(BaseModel):
         None, ge=2, le=1_000_000, description="Classes of the task: sets the never-learn threshold."
     )
     label: str | None = Field(None, max_length=256, description="Free text shown back with the session.")
+    policy: str = Field("paper", min_length=1, max_length=32,
+                        description="Stopping policy: paper, menndl, patience, fixed or adaptive.")
+    policy_params: dict[str, float | int | str | bool] = Field(
+        default_factory=dict, description="Extra keyword arguments of the policy (e.g. top for adaptive)."
+    )
+    search: str | None = Field(
+        None, min_length=1, max_length=128,
+        description="The search this network belongs to: the adaptive policy ranks it against the search's other "
+        "networks (sessions and jobs with this search id), learning from each one that has finished.",
+    )
 
 
 class CurveCreated(BaseModel):
@@ -95,6 +105,9 @@ class CurvePublic(BaseModel):
     label: str | None = None
     num_classes: int | None = None
     estimator: EstimatorSettings
+    policy: str = "paper"
+    policy_params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    search: str | None = None
     created_at: datetime
     expires_in_s: float | None = Field(description="Seconds until the session expires unless it changes.")
     n_points: int

@@ -36,9 +36,10 @@ from redis.asyncio import Redis
 
 from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings, PredictionAnalyzer
 from peng4nn.curve import PrefixFitCache
-from peng4nn.policies import StoppingPolicy, make_policy
+from peng4nn.policies import PolicyConfigError, StoppingPolicy, make_policy
 from service.curve_schemas import CurveCreate, CurvePointPublic, CurvePublic, DecisionPublic, ObservationPoint
 from service.errors import InvalidInput, NotFound, StateConflict
+from worker import searches
 from worker.events import clean_json, dumps, key
 
 DEFAULT_TTL_S = 24 * 3600.0
@@ -118,6 +119,10 @@ class _Entry:
     policy: StoppingPolicy
     n_points: int
     owner: str
+    #: The search whose population the policy ranks against (population-aware policies only).
+    search: str | None = None
+    #: The network was already added to its search (final decision, or deleted).
+    finished: bool = False
 
 
 class PolicyCache:
@@ -160,6 +165,7 @@ class CurveSessions:
         self.cache = PolicyCache(self.settings.cache_size)
         self._locks = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
         self._commit = redis.register_script(_COMMIT_LUA)
+        self.populations = searches.Populations()
         self.replays = 0
         """Policies rebuilt from Redis (cache misses and conflicts): a health signal for the benchmark."""
 
@@ -172,15 +178,16 @@ class CurveSessions:
     async def create(self, owner: str, body: CurveCreate) -> str:
         """A new empty session; the settings are validated by building its policy once."""
         estimator = body.estimator or EstimatorSettings()
-        policy = self._new_policy(estimator, body.num_classes)
+        meta = {"estimator": estimator.model_dump(mode="json"), "num_classes": body.num_classes, "label": body.label,
+                "policy": body.policy, "policy_params": body.policy_params, "search": body.search}
+        policy, search = await self._new_policy(meta, estimator)
         curve_id = secrets.token_hex(12)
-        meta = {"estimator": estimator.model_dump(mode="json"), "num_classes": body.num_classes, "label": body.label}
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(session_key(curve_id),
                       mapping={"owner": owner, "meta": dumps(meta), "created_at": repr(time.time())})
             pipe.pexpire(session_key(curve_id), self.ttl_ms)
             await pipe.execute()
-        self.cache.put(curve_id, _Entry(policy, 0, owner))
+        self.cache.put(curve_id, _Entry(policy, 0, owner, search))
         return curve_id
 
     async def get(self, curve_id: str, owner: str) -> CurvePublic:
@@ -197,6 +204,9 @@ class CurveSessions:
             label=meta["label"],
             num_classes=meta["num_classes"],
             estimator=EstimatorSettings(**meta["estimator"]),
+            policy=meta.get("policy", "paper"),
+            policy_params=meta.get("policy_params") or {},
+            search=meta.get("search"),
             created_at=float(record["created_at"]),
             expires_in_s=ttl_ms / 1000 if ttl_ms and ttl_ms > 0 else None,
             n_points=len(points),
@@ -206,7 +216,13 @@ class CurveSessions:
         )
 
     async def delete(self, curve_id: str, owner: str) -> None:
-        self._meta(curve_id, await self.redis.hgetall(session_key(curve_id)), owner)
+        """Forget a session; a network of a search that had not stopped joins its search first (as replay does)."""
+        record = await self.redis.hgetall(session_key(curve_id))
+        meta = self._meta(curve_id, record, owner)
+        if _search_of(meta) and record.get("finished") != "1":
+            async with self._locks[hash(curve_id) % LOCK_STRIPES]:
+                entry = self.cache.get(curve_id) or await self._load(curve_id, owner)
+                await self._finish_in_search(curve_id, entry)
         await self.redis.delete(session_key(curve_id), points_key(curve_id))
         self.cache.drop(curve_id)
 
@@ -225,9 +241,10 @@ class CurveSessions:
                     raise CurveNotFound(curve_id)
                 self._check_order(entry, points)
                 try:
+                    n_networks = await self._sync_search(entry)
                     decisions = await self._feed(entry, points)
                     answers = [clean_json(d.to_dict()) for d in decisions]
-                    records = [_record(p, d) for p, d in zip(points, answers)]
+                    records = [_record(p, d, n_networks) for p, d in zip(points, answers)]
                     result = await self._commit(
                         keys=[session_key(curve_id), points_key(curve_id)],
                         args=[entry.n_points, self.ttl_ms, *records],
@@ -243,6 +260,8 @@ class CurveSessions:
                     continue
                 entry.n_points = int(result)
                 self.cache.put(curve_id, entry)
+                if entry.search is not None and not entry.finished and answers[-1]["stop"]:
+                    await self._finish_in_search(curve_id, entry)
                 return answers[-1], entry.n_points
         raise StateConflict(f"curve session {curve_id!r} changed under {COMMIT_ATTEMPTS} attempts in a row; retry")
 
@@ -287,15 +306,18 @@ class CurveSessions:
             pipe.lrange(points_key(curve_id), 0, -1)
             record, raw_points = await pipe.execute()
         meta = self._meta(curve_id, record, owner)
-        policy = self._new_policy(meta["estimator"], meta["num_classes"])
-        stored = [json.loads(raw)["p"] for raw in raw_points]
+        rows = [json.loads(raw) for raw in raw_points]
+        policy, search = await self._new_policy(meta, meta["estimator"], [row.get("n") for row in rows])
+        stored = [row["p"] for row in rows]
         with _prefix_fits(policy, [p[0] for p in stored], [p[1] for p in stored], len(stored)):
             for i, point in enumerate(stored):
                 if i and i % FITS_PER_SLICE == 0:
                     await asyncio.sleep(0)
+                if search is not None and rows[i].get("n") is not None:  # the search as it was at this point
+                    await searches.sync_async(self.redis, search, policy.population, upto=rows[i]["n"])
                 policy.observe(*point)
         self.replays += 1
-        entry = _Entry(policy, len(raw_points), record["owner"])
+        entry = _Entry(policy, len(raw_points), record["owner"], search, record.get("finished") == "1")
         self.cache.put(curve_id, entry)
         return entry
 
@@ -305,8 +327,42 @@ class CurveSessions:
             raise CurveNotFound(curve_id)
         return json.loads(record["meta"])
 
-    def _new_policy(self, estimator: EstimatorSettings | dict, num_classes: int | None) -> StoppingPolicy:
-        return make_policy("paper", estimator=estimator, num_classes=num_classes, backend=FIT_BACKEND)
+    async def _new_policy(self, meta: dict[str, Any], estimator: EstimatorSettings | dict,
+                          stored_networks: Sequence[int | None] = ()) -> tuple[StoppingPolicy, str | None]:
+        """The session's policy, and its search when the policy ranks against one.
+
+        A population-aware policy gets the process's population of its search, brought up to date;
+        a rebuilt one whose points were decided against fewer finished networks gets a population of
+        its own, advanced point by point as the original was (`stored_networks`: the count per point).
+        """
+        name, params, search = meta.get("policy", "paper"), meta.get("policy_params") or {}, _search_of(meta)
+        try:
+            if search is None:
+                return make_policy(name, estimator=estimator, num_classes=meta["num_classes"], backend=FIT_BACKEND,
+                                   **params), None
+            population = self.populations.get(search, name, estimator, meta["num_classes"], params)
+        except (PolicyConfigError, TypeError, ValueError) as exc:
+            field = "policy" if "'policy' parameter" in str(exc) else "policy_params"
+            raise InvalidInput(f"body.{field}: {exc}", errors=[{"loc": ["body", field], "msg": str(exc)}]) from None
+        await searches.sync_async(self.redis, search, population)
+        if any(n != population.n_finished for n in stored_networks if n is not None):
+            population = searches.new_population(name, estimator, meta["num_classes"], params)
+        return population(), search
+
+    async def _sync_search(self, entry: _Entry) -> int | None:
+        """Learn the search's networks finished since the last post; the count the decisions are made with."""
+        if entry.search is None:
+            return None
+        population = entry.policy.population
+        await searches.sync_async(self.redis, entry.search, population)
+        return population.n_finished
+
+    async def _finish_in_search(self, curve_id: str, entry: _Entry) -> None:
+        """`policy.finish()` for a service: the network joins its search's list in Redis (once)."""
+        entry.finished = True
+        network = entry.policy.outcome()
+        if network is not None and await self.redis.hsetnx(session_key(curve_id), "finished", "1"):
+            await searches.append_async(self.redis, entry.search, network, self.settings.ttl_s)
 
 
 @contextmanager
@@ -328,9 +384,19 @@ def _prefix_fits(policy: StoppingPolicy, epochs: list[float], accuracies: list[f
         policy.fit_cache = None
 
 
-def _record(point: ObservationPoint, decision: dict) -> str:
-    """One stored point: its values and the decision made after it."""
-    return dumps({"p": [point.epoch, point.val_acc, point.val_loss, point.train_loss], "d": decision})
+def _record(point: ObservationPoint, decision: dict, n_networks: int | None = None) -> str:
+    """One stored point: its values, the decision made after it and, in a search, how many finished
+    networks that decision knew (so a rebuilt policy decides again exactly as it did)."""
+    row = {"p": [point.epoch, point.val_acc, point.val_loss, point.train_loss], "d": decision}
+    if n_networks is not None:
+        row["n"] = n_networks
+    return dumps(row)
+
+
+def _search_of(meta: dict[str, Any]) -> str | None:
+    """The session's search when its policy learns from one (other policies ignore the search)."""
+    search = meta.get("search")
+    return search if search and searches.is_search_policy(meta.get("policy", "paper")) else None
 
 
 def _point_public(stored: dict) -> CurvePointPublic:

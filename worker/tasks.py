@@ -18,8 +18,9 @@ from rq.job import Job
 
 from peng4nn.datasets import dataset_info
 from peng4nn.jobs import EVENT_ITERATION, JobCreate, JobStatus
-from peng4nn.policies import make_policy
+from peng4nn.policies import StoppingPolicy, make_policy
 from service.config import get_settings
+from worker import searches
 from worker.events import JobStore, clean_json, dumps, now, record_key
 
 log = logging.getLogger("peng4nn.worker")
@@ -34,6 +35,9 @@ _shutdown = threading.Event()
 
 _device: str | None = None
 """Device the trainer uses in this process (``peng4nn worker --device``); None = the trainer's default."""
+
+_populations = searches.Populations()
+"""Searches this worker has seen: kept between jobs, so a search's references are scored once per process."""
 
 
 def configure(device: str | None) -> None:
@@ -83,8 +87,7 @@ def _train(job_id: str, request: JobCreate, store: JobStore, settings) -> Any:
     if request.seed is not None:
         spec = spec.model_copy(update={"training": spec.training.model_copy(update={"seed": request.seed})})
     info = dataset_info(request.dataset)
-    policy = make_policy(request.policy, estimator=request.estimator, num_classes=info.num_classes,
-                         **request.policy_params)
+    policy = _policy(request, info.num_classes, store.redis)
     key = record_key(job_id)
 
     def publish(event) -> None:
@@ -96,9 +99,33 @@ def _train(job_id: str, request: JobCreate, store: JobStore, settings) -> Any:
         status, cancel = store.redis.hmget(key, "status", "cancel_requested")
         return _shutdown.is_set() or _text(status) != JobStatus.RUNNING.value or _text(cancel) == "1"
 
-    return train_and_estimate(spec, request.dataset, policy=policy, device=_device, shadow=request.shadow,
-                              on_iteration=publish, should_stop=should_stop, data_root=settings.data_root,
-                              download=settings.download)
+    try:
+        return train_and_estimate(spec, request.dataset, policy=policy, device=_device, shadow=request.shadow,
+                                  on_iteration=publish, should_stop=should_stop, data_root=settings.data_root,
+                                  download=settings.download)
+    finally:
+        if request.search_id and not _shutdown.is_set():  # a re-queued job runs again: it has not finished
+            _finish_in_search(policy, request.search_id, store.redis, settings.job_ttl_s)
+
+
+def _policy(request: JobCreate, num_classes: int, redis) -> StoppingPolicy:
+    """The job's policy; a population-aware one ranks against the job's search, kept in Redis."""
+    if not (request.search_id and searches.is_search_policy(request.policy)):
+        return make_policy(request.policy, estimator=request.estimator, num_classes=num_classes,
+                           **request.policy_params)
+    population = _populations.get(request.search_id, request.policy, request.estimator, num_classes,
+                                  request.policy_params)
+    population.source = searches.source(redis, request.search_id)  # pulled before every decision
+    return population()
+
+
+def _finish_in_search(policy: StoppingPolicy, search_id: str, redis, ttl_s: float) -> None:
+    """`policy.finish()` for a service: the network goes to the search's list in Redis, which every
+    process (this one included) learns from on its next decision."""
+    outcome = getattr(policy, "outcome", None)
+    network = outcome() if outcome is not None else None
+    if network is not None:
+        searches.append(redis, search_id, network, ttl_s)
 
 
 def _finish(job_id: str, result, store: JobStore, rq_job: Job) -> dict[str, Any]:
