@@ -12,6 +12,7 @@ from peng4nn.curve import (
     FitFailed,
     PrefixFitCache,
     fit_curve,
+    fit_many,
     fit_prefixes,
     predictive_function,
 )
@@ -199,6 +200,29 @@ def test_prefix_fits_match_single_fits(backend):
             assert fit.n_points == n
             assert fit.a == pytest.approx(single.a, abs=1e-7)
             assert fit.ssr == pytest.approx(single.ssr, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+def test_fit_many_gives_each_curve_exactly_its_single_fit(backend):
+    """The observe API fits concurrent posts together: each must get bit-for-bit what it gets alone."""
+    rng = np.random.default_rng(7)
+    curves = []
+    for i in range(12 if backend == "fast" else 3):
+        n = int(rng.integers(1, 41))
+        start = float(rng.choice([0.5, 1.0, 2.0]))
+        epochs = start * np.arange(1, n + 1) + (rng.uniform(0, 0.2, n).cumsum() if i % 3 == 0 else 0)
+        acc = np.clip(rng.uniform(20, 90) - rng.uniform(5, 60) * rng.uniform(0.6, 0.99) ** np.arange(n)
+                      + rng.normal(0, rng.uniform(0, 3), n), 0, 100)
+        curves.append((epochs, acc))
+    curves.append((EPOCHS[:6], np.full(6, 10.0)))  # flat
+    curves.append((EPOCHS[:4], np.array([1.0, np.nan, 3.0, 4.0])))  # refused with a reason, not an exception
+    batch = fit_many(curves, backend)
+    assert len(batch) == len(curves)
+    for (epochs, acc), fit in zip(curves, batch):
+        assert fit == fit_curve(epochs, acc, backend)  # dataclass equality: every float identical
+    assert not batch[-1].ok and "non-finite" in batch[-1].reason
+    with pytest.raises(ValueError, match="equal length"):
+        fit_many([(EPOCHS[:5], known_curve(n=4))])
 
 
 def test_prefix_cache_only_answers_for_a_prefix_of_its_curve():
