@@ -1,0 +1,191 @@
+"""`"policy": "adaptive"` across the service: a search's population lives in Redis and every process
+(API processes, workers) decides as `peng4nn replay --policy adaptive` does for the same networks in
+the same order. Real Redis, real HTTP, recorded curves; no training (the worker test feeds the
+worker's own policy builder, and one real worker job checks the wiring end to end)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import replace
+
+import pytest
+from redis import Redis
+
+from peng4nn.cli import main
+from peng4nn.jobs import JobCreate
+from peng4nn.replay import policy_factory, read_curves, replay
+from peng4nn.synthetic_curves import POPULATIONS, generate_population, write_csv
+from service.curve_sessions import CurveSettings
+from tests.conftest import TINY_CNN, tiny_job, wait_for
+from worker import searches
+from worker.events import clean_json
+from worker.tasks import _finish_in_search, _policy
+
+N_MODELS = 16
+"""10 warm-up networks, then 6 ranked against them: enough for stops that only a population gives."""
+
+
+@pytest.fixture(scope="module")
+def search_curves(tmp_path_factory):
+    """A small generated NAS-like search written as a replay CSV; replay's answers for it."""
+    path = tmp_path_factory.mktemp("search") / "curves.csv"
+    write_csv(generate_population(replace(POPULATIONS["nas-like"], n_models=N_MODELS), seed=4), path)
+    curves = read_curves(path)
+    outcomes = replay(curves, policy_factory("adaptive", estimator={"E": 0.5}, num_classes=10))
+    return path, curves, outcomes
+
+
+def replay_cli(capsys, path) -> list[dict]:
+    assert main(["replay", str(path), "--policy", "adaptive", "--num-classes", "10", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)["models"]
+
+
+def test_the_search_needs_its_population(search_curves):
+    """Not vacuous: after the warm-up some networks stop early for reasons only a search gives."""
+    _, _, outcomes = search_curves
+    ranked = outcomes[10:]
+    assert any(o.stop_epoch < 20 and o.reason.value in ("out_of_contention", "converged") for o in ranked)
+    assert all(o.stop_epoch == 20 for o in outcomes[:10])  # the warm-up trains to e_max
+
+
+def test_observe_sessions_of_one_search_decide_as_replay(api, redis_conn, search_curves, capsys):
+    """Networks observed one after another in one search, alternating between two API processes (the
+    second keeps no policies, so every post rebuilds from Redis), get replay's decisions point for point."""
+    path, curves, outcomes = search_curves
+    cli_models = replay_cli(capsys, path)
+    first, second = api(), api()
+    second.app.state.curve_settings = CurveSettings(cache_size=0)
+    search = f"search-{uuid.uuid4().hex[:8]}"
+    with first.client() as a, second.client() as b:
+        for i, (curve, outcome, model) in enumerate(zip(curves, outcomes, cli_models)):
+            http, chunk = (a, 1) if i % 2 == 0 else (b, 7)
+            created = http.post("/v1/curves", json={"policy": "adaptive", "num_classes": 10, "search": search,
+                                                    "label": curve.model_id})
+            assert created.status_code == 201, created.text
+            curve_id = created.json()["id"]
+            points = [{"epoch": float(e), "val_acc": float(v)} for e, v in zip(curve.epochs, curve.val_acc)]
+            stopped = False
+            for start in range(0, len(points), chunk):
+                answer = http.post(f"/v1/curves/{curve_id}/observations", json={"points": points[start:start + chunk]})
+                assert answer.status_code == 200, answer.text
+                if answer.json()["stop"]:
+                    stopped = True
+                    break
+            body = http.get(f"/v1/curves/{curve_id}").json()
+            assert body["policy"] == "adaptive" and body["search"] == search and body["label"] == curve.model_id
+            seen = [p["decision"] for p in body["points"]][: len(outcome.decisions)]
+            assert seen == [clean_json(d.to_dict()) for d in outcome.decisions], curve.model_id
+            if stopped:
+                final = body["final"]
+                assert (final["epoch"], final["estimate"], final["converged"], final["interval"]) == (
+                    model["stop_epoch"], model["estimate"], model["converged"], model["interval"]), curve.model_id
+            else:  # the curve ended first: deleting the session is this network's finish()
+                assert model["stop_epoch"] == points[-1]["epoch"]
+                assert http.delete(f"/v1/curves/{curve_id}").status_code == 204
+    assert redis_conn.llen(searches.networks_key(search)) == len(curves)
+
+
+def test_a_finished_session_joins_its_search_once(api, redis_conn, search_curves):
+    """The final decision adds the network; more points after it and the DELETE add nothing."""
+    _, curves, _ = search_curves
+    server = api()
+    search = "once"
+    with server.client() as http:
+        curve_id = http.post("/v1/curves", json={"policy": "adaptive", "search": search}).json()["id"]
+        points = [{"epoch": float(e), "val_acc": float(v)} for e, v in zip(curves[0].epochs, curves[0].val_acc)]
+        assert http.post(f"/v1/curves/{curve_id}/observations", json={"points": points}).json()["stop"]
+        assert redis_conn.llen(searches.networks_key(search)) == 1
+        assert http.delete(f"/v1/curves/{curve_id}").status_code == 204
+    assert redis_conn.llen(searches.networks_key(search)) == 1
+    stored = json.loads(redis_conn.lindex(searches.networks_key(search), 0))
+    assert stored["epochs"] == [p["epoch"] for p in points] and stored["full"] is True
+    assert 0 < redis_conn.pttl(searches.networks_key(search)) <= 24 * 3600 * 1000
+
+
+def test_curve_policy_errors_name_the_field(api):
+    server = api()
+    with server.client() as http:
+        bad = http.post("/v1/curves", json={"policy": "nope", "search": "s"})
+        assert bad.status_code == 422 and "policy" in bad.text
+        bad = http.post("/v1/curves", json={"policy": "adaptive", "search": "s", "policy_params": {"top": 0}})
+        assert bad.status_code == 422 and "top" in bad.json()["detail"]
+        assert http.post("/v1/curves", json={"search": ""}).status_code == 422
+
+
+def test_worker_policies_of_one_search_decide_as_replay(redis_url, redis_conn, search_curves):
+    """The worker's policy builder with a search_id, each job finishing before the next, gives replay's
+    decisions; a second worker process would read the same list (each job gets a fresh Redis client)."""
+    _, curves, outcomes = search_curves
+    search = f"jobs-{uuid.uuid4().hex[:8]}"
+    request = JobCreate.model_validate({"architecture": TINY_CNN, "dataset": "digits", "policy": "adaptive",
+                                        "search_id": search})
+    for curve, outcome in zip(curves, outcomes):
+        redis = Redis.from_url(redis_url)
+        policy = _policy(request, 10, redis)
+        decisions = []
+        for i in range(len(curve)):
+            decisions.append(policy.observe(*curve.point(i)))
+            if decisions[-1].stop:
+                break
+        _finish_in_search(policy, search, redis, 60.0)
+        assert decisions == list(outcome.decisions), curve.model_id
+        redis.close()
+    assert redis_conn.llen(searches.networks_key(search)) == len(curves)
+
+
+def test_a_worker_job_in_a_search_adds_its_curve(api, worker_factory, redis_conn):
+    """End to end: a real job with policy adaptive and a search_id trains, then its curve joins the search."""
+    server = api()
+    worker_factory()
+    with server.client() as http:
+        job = http.post("/v1/jobs", json=tiny_job(e_max=1.5, policy="adaptive", search_id="nas-1")).json()
+        wait_for(lambda: http.get(f"/v1/jobs/{job['id']}").json()["status"] in ("completed", "converged", "failed"),
+                 timeout=60, what="job end")
+        public = http.get(f"/v1/jobs/{job['id']}").json()
+    assert public["status"] != "failed", public
+    wait_for(lambda: redis_conn.llen(searches.networks_key("nas-1")) == 1, timeout=10, what="search list")
+    stored = json.loads(redis_conn.lindex(searches.networks_key("nas-1"), 0))
+    assert stored["epochs"] == [0.5, 1.0, 1.5]
+    assert stored["epochs_used"] == 1.5 and stored["full"] is True
+
+
+def test_a_rebuilt_session_decides_its_old_points_with_the_search_as_it_was(api, redis_conn, search_curves):
+    """A session that began during the warm-up and continues after the search became ready, rebuilt
+    from Redis by a process that keeps no policies, answers exactly what one kept policy answers."""
+    _, curves, outcomes = search_curves
+    late = min(range(10, len(curves)), key=lambda i: outcomes[i].estimate)  # a network the ranking cuts
+    library = policy_factory("adaptive", estimator={"E": 0.5}, num_classes=10)
+
+    def full_run(curve):
+        policy = library(curve)
+        for i in range(len(curve)):
+            policy.observe(*curve.point(i))
+        policy.finish()
+
+    first, second = api(), api()
+    second.app.state.curve_settings = CurveSettings(cache_size=0)
+    points = {i: [{"epoch": float(e), "val_acc": float(v)} for e, v in zip(c.epochs, c.val_acc)]
+              for i, c in enumerate(curves)}
+    with first.client() as a, second.client() as b:
+        def session(http):
+            return http.post("/v1/curves", json={"policy": "adaptive", "num_classes": 10, "search": "mid"}).json()["id"]
+
+        for i in range(9):  # one network short of the warm-up
+            assert a.post(f"/v1/curves/{session(a)}/observations", json={"points": points[i]}).json()["stop"]
+            full_run(curves[i])
+        watched = session(b)
+        expected = library(curves[late])
+        head = points[late][:6]
+        for p in head:
+            assert b.post(f"/v1/curves/{watched}/observations", json={"points": [p]}).status_code == 200
+        want = [expected.observe(p["epoch"], p["val_acc"]).to_dict() for p in head]
+        assert all(d["reason"] in ("warming_up", "too_few_points") for d in want)
+        assert a.post(f"/v1/curves/{session(a)}/observations", json={"points": points[9]}).json()["stop"]
+        full_run(curves[9])  # the search is ready now
+        rest = points[late][6:]
+        assert b.post(f"/v1/curves/{watched}/observations", json={"points": rest}).status_code == 200
+        want += [expected.observe(p["epoch"], p["val_acc"]).to_dict() for p in rest]
+        got = [p["decision"] for p in b.get(f"/v1/curves/{watched}").json()["points"]]
+    assert got == [clean_json(d) for d in want]
+    assert any(d["stop"] and d["reason"] == "out_of_contention" for d in got)
