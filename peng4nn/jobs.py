@@ -51,14 +51,18 @@ class JobCreate(BaseModel):
 
     architecture: ArchSpec = Field(description="The network and its training settings (peng4nn.arch/v1).")
     dataset: str = Field(min_length=1, max_length=64, description="A name from GET /v1/datasets.")
-    policy: str = Field("paper", min_length=1, max_length=32, description="Stopping policy: paper, menndl, patience or fixed.")
+    policy: str = Field("paper", min_length=1, max_length=32, description="Stopping policy: paper, menndl, patience, fixed or adaptive.")
     policy_params: dict[str, float | int | str | bool] = Field(
         default_factory=dict, description="Extra keyword arguments of the policy (e.g. patience)."
     )
     estimator: EstimatorSettings | None = Field(None, description="Overrides of the estimator settings (paper symbols).")
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Overrides architecture.training.seed.")
     shadow: bool = Field(False, description="Train to e_max anyway, recording where the engine would have stopped.")
-    search_id: str | None = Field(None, max_length=128, description="Groups jobs of one search (stored, echoed back).")
+    search_id: str | None = Field(
+        None, max_length=128,
+        description="Groups jobs of one search: the adaptive policy ranks the job against the search's other "
+        "networks (jobs and curve sessions with this search id), learning from each one that has finished.",
+    )
     label: str | None = Field(None, max_length=256, description="Free text shown back with the job.")
 
 
