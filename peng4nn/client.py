@@ -226,11 +226,14 @@ class Client:
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/healthz").json()
 
-    def observe(self, estimator: Any = None, *, num_classes: int | None = None,
-                label: str | None = None) -> "CurveSession":
-        """Open an observe-mode session for a network you train yourself (see `CurveSession`)."""
-        return CurveSession(self, self._request("POST", "/v1/curves",
-                                                json=_curve_body(estimator, num_classes, label)).json()["id"])
+    def observe(self, estimator: Any = None, *, num_classes: int | None = None, label: str | None = None,
+                policy: str | None = None, policy_params: dict | None = None,
+                search: str | None = None) -> "CurveSession":
+        """Open an observe-mode session for a network you train yourself (see `CurveSession`).
+
+        ``policy="adaptive"`` with a ``search`` id ranks the network against that search's other networks."""
+        body = _curve_body(estimator, num_classes, label, policy, policy_params, search)
+        return CurveSession(self, self._request("POST", "/v1/curves", json=body).json()["id"])
 
     def wait(self, job_id: str, timeout: float | None = None, poll_s: float = 0.5) -> JobPublic:
         """Block until the job has ended; returns its final state (TimeoutError after ``timeout`` s)."""
@@ -337,10 +340,12 @@ class AsyncClient:
     async def health(self) -> dict[str, Any]:
         return (await self._request("GET", "/healthz")).json()
 
-    async def observe(self, estimator: Any = None, *, num_classes: int | None = None,
-                      label: str | None = None) -> "AsyncCurveSession":
+    async def observe(self, estimator: Any = None, *, num_classes: int | None = None, label: str | None = None,
+                      policy: str | None = None, policy_params: dict | None = None,
+                      search: str | None = None) -> "AsyncCurveSession":
         """Open an observe-mode session (see `AsyncCurveSession`)."""
-        response = await self._request("POST", "/v1/curves", json=_curve_body(estimator, num_classes, label))
+        body = _curve_body(estimator, num_classes, label, policy, policy_params, search)
+        response = await self._request("POST", "/v1/curves", json=body)
         return AsyncCurveSession(self, response.json()["id"])
 
     async def wait(self, job_id: str, timeout: float | None = None, poll_s: float = 0.5) -> JobPublic:
@@ -390,10 +395,12 @@ class AsyncClient:
 # against an in-process policy runs unchanged against a service (the plug-ins rely on this).
 
 
-def _curve_body(estimator: Any, num_classes: int | None, label: str | None) -> dict[str, Any]:
+def _curve_body(estimator: Any, num_classes: int | None, label: str | None, policy: str | None = None,
+                policy_params: dict | None = None, search: str | None = None) -> dict[str, Any]:
     if hasattr(estimator, "model_dump"):
         estimator = estimator.model_dump(mode="json", exclude_unset=True)
-    body = {"estimator": estimator, "num_classes": num_classes, "label": label}
+    body = {"estimator": estimator, "num_classes": num_classes, "label": label, "policy": policy,
+            "policy_params": policy_params, "search": search}
     return {k: v for k, v in body.items() if v is not None}
 
 

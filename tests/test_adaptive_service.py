@@ -189,3 +189,17 @@ def test_a_rebuilt_session_decides_its_old_points_with_the_search_as_it_was(api,
         got = [p["decision"] for p in b.get(f"/v1/curves/{watched}").json()["points"]]
     assert got == [clean_json(d) for d in want]
     assert any(d["stop"] and d["reason"] == "out_of_contention" for d in got)
+
+
+def test_the_client_opens_adaptive_sessions_in_a_search(api, redis_conn, search_curves):
+    from peng4nn.client import Client
+
+    _, curves, outcomes = search_curves
+    server = api()
+    with Client(server.url) as client:
+        session = client.observe(num_classes=10, policy="adaptive", policy_params={"top": 20}, search="sdk")
+        decision = session.observe_many([(float(e), float(v)) for e, v in zip(curves[0].epochs, curves[0].val_acc)])
+        body = session.get()
+    assert (body["policy"], body["policy_params"], body["search"]) == ("adaptive", {"top": 20}, "sdk")
+    assert decision.stop and decision.estimate == outcomes[0].estimate and decision.interval is not None
+    assert redis_conn.llen(searches.networks_key("sdk")) == 1
