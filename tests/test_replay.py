@@ -223,7 +223,7 @@ def test_a_curve_that_ends_first_stops_at_its_last_point():
     assert out.baseline_stop_epoch == 3.0  # MENNDL on val_acc did not stop either
     assert out.to_dict() == {
         "model_id": "short", "stop_epoch": 3.0, "estimate": 45.0, "converged": False,
-        "baseline_stop_epoch": 3.0, "actual_max": 45.0,
+        "baseline_stop_epoch": 3.0, "actual_max": 45.0, "interval": None,
     }
 
 
