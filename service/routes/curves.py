@@ -17,11 +17,13 @@ from service.curve_schemas import (
     CurveCreate,
     CurveCreated,
     CurvePublic,
+    ObservationPoint,
     ObservationResult,
     ObservationsCreate,
 )
 from service.curve_sessions import CURVE_ID_PATTERN, CurveSessions, CurveSettings
 from service.deps import OwnerDep, v1_router
+from service.fit_batching import FitBatcher, prefitted
 from service.errors import error_responses
 
 router = v1_router("/curves", "curves")
@@ -38,6 +40,16 @@ async def get_curve_sessions(request: Request) -> CurveSessions:
 
 
 SessionsDep = Annotated[CurveSessions, Depends(get_curve_sessions)]
+
+
+def get_fit_batcher(request: Request) -> FitBatcher:
+    """The app's batcher of observation fits (one event loop per app), made on first use."""
+    batcher = getattr(request.app.state, "fit_batcher", None)
+    if batcher is None:
+        batcher = request.app.state.fit_batcher = FitBatcher()
+    return batcher
+
+
 CurveId = Annotated[str, Path(pattern=CURVE_ID_PATTERN, description="The id POST /v1/curves answered.")]
 
 
@@ -52,11 +64,21 @@ async def create_curve(owner: OwnerDep, sessions: SessionsDep, response: Respons
 
 @router.post("/{curve_id}/observations", response_model=ObservationResult, responses=error_responses(404, 409))
 async def observe_curve(curve_id: CurveId, body: ObservationsCreate, owner: OwnerDep,
-                        sessions: SessionsDep) -> JSONResponse:
+                        sessions: SessionsDep, request: Request) -> JSONResponse:
     """Append points (epochs increasing) and answer the decision after the last one; all or nothing."""
-    decision, n_points = await sessions.observe(curve_id, owner, body.points)
     # The library's Decision as it is: answered directly, not re-validated (the hot path).
-    return JSONResponse({**decision, "n_points": n_points})
+    return JSONResponse(await observe_points(request, sessions, curve_id, owner, body.points))
+
+
+async def observe_points(request: Request, sessions: CurveSessions, curve_id: str, owner: str,
+                         points: list[ObservationPoint]) -> dict:
+    """The observation post's work and answer (also called by `service.fast_path`, which skips the framework)."""
+    entry = sessions.cache.get(curve_id)
+    policy = entry.policy if entry is not None and entry.owner == owner else None
+    # One point for a cached policy: its fit is made together with the other posts of this loop turn.
+    async with prefitted(get_fit_batcher(request), policy, points):
+        decision, n_points = await sessions.observe(curve_id, owner, points)
+    return {**decision, "n_points": n_points}
 
 
 @router.get("/{curve_id}", response_model=CurvePublic, responses=error_responses(404))
