@@ -340,7 +340,8 @@ class CurveSessions:
             if search is None:
                 return make_policy(name, estimator=estimator, num_classes=meta["num_classes"], backend=FIT_BACKEND,
                                    **params), None
-            population = self.populations.get(search, name, estimator, meta["num_classes"], params)
+            stored = await self.redis.llen(searches.networks_key(search))
+            population = self.populations.get(search, name, estimator, meta["num_classes"], params, stored)
         except (PolicyConfigError, TypeError, ValueError) as exc:
             field = "policy" if "'policy' parameter" in str(exc) else "policy_params"
             raise InvalidInput(f"body.{field}: {exc}", errors=[{"loc": ["body", field], "msg": str(exc)}]) from None

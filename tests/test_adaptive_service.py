@@ -203,3 +203,24 @@ def test_the_client_opens_adaptive_sessions_in_a_search(api, redis_conn, search_
     assert (body["policy"], body["policy_params"], body["search"]) == ("adaptive", {"top": 20}, "sdk")
     assert decision.stop and decision.estimate == outcomes[0].estimate and decision.interval is not None
     assert redis_conn.llen(searches.networks_key("sdk")) == 1
+
+
+def test_a_search_whose_list_expired_starts_over(api, redis_conn, search_curves):
+    """A process that built a population for a search name forgets it when the Redis list is gone."""
+    _, curves, _ = search_curves
+    server = api()
+    with server.client() as http:
+        def run(curve):
+            curve_id = http.post("/v1/curves", json={"policy": "adaptive", "search": "again"}).json()["id"]
+            points = [{"epoch": float(e), "val_acc": float(v)} for e, v in zip(curve.epochs, curve.val_acc)]
+            http.post(f"/v1/curves/{curve_id}/observations", json={"points": points})
+            return [p["decision"] for p in http.get(f"/v1/curves/{curve_id}").json()["points"]]
+
+        for curve in curves[:11]:
+            run(curve)
+        ranked = run(curves[11])
+        redis_conn.delete(searches.networks_key("again"))  # as if it had expired
+        alone = run(curves[11])
+    assert not any(d["reason"] == "warming_up" for d in ranked)  # 11 networks before it: the search was ready
+    assert any(d["reason"] == "warming_up" for d in alone)  # a new search: warming up again
+    assert redis_conn.llen(searches.networks_key("again")) == 1

@@ -62,13 +62,16 @@ class Populations:
         self._entries: OrderedDict[tuple, AdaptivePopulation] = OrderedDict()
 
     def get(self, search: str, name: str, estimator: EstimatorSettings | dict | None, num_classes: int | None,
-            params: dict[str, Any]) -> AdaptivePopulation:
-        """The process's population for this search and settings (empty when new: sync it before use)."""
+            params: dict[str, Any], stored: int | None = None) -> AdaptivePopulation:
+        """The process's population for this search and settings (empty when new: sync it before use).
+
+        `stored`: the length of the search's list now; a population that knows more networks than that
+        was built from a list that has since expired (a search name used again) and starts over."""
         if isinstance(estimator, EstimatorSettings):
             estimator = estimator.model_dump(mode="json")
         fingerprint = (search, name, dumps(estimator or {}), num_classes, dumps(sorted(params.items())))
         population = self._entries.get(fingerprint)
-        if population is None:
+        if population is None or (stored is not None and population.n_finished > stored):
             population = new_population(name, estimator, num_classes, params)
             self._entries[fingerprint] = population
             while len(self._entries) > self.size:

@@ -114,7 +114,7 @@ def _policy(request: JobCreate, num_classes: int, redis) -> StoppingPolicy:
         return make_policy(request.policy, estimator=request.estimator, num_classes=num_classes,
                            **request.policy_params)
     population = _populations.get(request.search_id, request.policy, request.estimator, num_classes,
-                                  request.policy_params)
+                                  request.policy_params, stored=redis.llen(searches.networks_key(request.search_id)))
     population.source = searches.source(redis, request.search_id)  # pulled before every decision
     return population()
 
