@@ -17,6 +17,7 @@ Usable from the API (``redis.asyncio``) and the workers (blocking redis-py).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import OrderedDict
 from collections.abc import Callable
@@ -109,7 +110,9 @@ async def sync_async(redis, search: str, population: AdaptivePopulation, upto: i
     if upto is not None and population.n_finished >= upto:
         return
     stop = -1 if upto is None else upto - 1
-    for raw in await redis.lrange(networks_key(search), population.n_finished, stop):
+    for i, raw in enumerate(await redis.lrange(networks_key(search), population.n_finished, stop)):
+        if i:
+            await asyncio.sleep(0)  # a cold process learning a long search must not stall other requests
         population.add(decode(raw))
 
 
