@@ -84,6 +84,9 @@ class TrainResult:
     shadow_reason: str | None = None
     best_val_acc: float | None = None
     device: str = "cpu"
+    interval: list[float] | None = None
+    """[lo, hi] of the engine's estimate when the policy gives one (the `adaptive` policy)."""
+    shadow_interval: list[float] | None = None
     wall_s: float = 0.0
     events: list[IterationEvent] = field(default_factory=list)
 
@@ -94,6 +97,7 @@ class TrainResult:
             "shadow_stop_epoch": self.shadow_stop_epoch, "shadow_estimate": self.shadow_estimate,
             "shadow_converged": self.shadow_converged, "shadow_reason": self.shadow_reason,
             "best_val_acc": self.best_val_acc, "device": self.device, "wall_s": self.wall_s,
+            "interval": self.interval, "shadow_interval": self.shadow_interval,
             "events": [e.to_dict() for e in self.events],
         }
 
@@ -345,11 +349,13 @@ class _Run:
             result.shadow_estimate = final.estimate
             result.shadow_converged = final.converged
             result.shadow_reason = final.reason.value
+            result.shadow_interval = list(final.interval) if final.interval is not None else None
         if ended is not None:
             result.reason, result.estimate = ended
         elif final is not None and not shadow:
             result.estimate, result.converged, result.reason = final.estimate, final.converged, final.reason.value
             result.stop_epoch = final.epoch
+            result.interval = list(final.interval) if final.interval is not None else None
         else:  # reached e_max (always, in shadow mode): the paper's answer there is the best accuracy seen
             result.estimate = best
         return result

@@ -144,6 +144,8 @@ def test_a_worker_job_in_a_search_adds_its_curve(api, worker_factory, redis_conn
                  timeout=60, what="job end")
         public = http.get(f"/v1/jobs/{job['id']}").json()
     assert public["status"] != "failed", public
+    result = public["result"]  # the warm-up trains to e_max: the estimate is the best seen, a point interval
+    assert result["reason"] == "max_epochs" and result["interval"] == [result["estimate"], result["estimate"]]
     wait_for(lambda: redis_conn.llen(searches.networks_key("nas-1")) == 1, timeout=10, what="search list")
     stored = json.loads(redis_conn.lindex(searches.networks_key("nas-1"), 0))
     assert stored["epochs"] == [0.5, 1.0, 1.5]
