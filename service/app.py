@@ -18,7 +18,7 @@ from rq import Queue
 from peng4nn import __version__
 from service.config import Settings, get_settings
 from service.errors import install_error_handlers
-from service.fast_path import ObservationFastPath
+from service.fast_path import FastPaths
 from service.middleware import BodySizeLimit
 from service.streams import StreamHub
 from service.routes import curves, datasets, health, jobs
@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.add_middleware(ObservationFastPath)  # inside the body size limit
+    app.add_middleware(FastPaths)  # hot POSTs without the framework; inside the body size limit
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for router in ROUTERS:
         app.include_router(router)

@@ -1,73 +1,118 @@
-"""A lean path for the hottest request, ``POST /v1/curves/{id}/observations``, in front of FastAPI.
+"""A lean path, in front of FastAPI, for the two requests that come by the thousand per second.
 
-Profiling `peng4nn serve` under observe load showed about half of the API's CPU per post
-in the framework around the handler (routing over every route, dependency solving, the
-exception and telemetry wrappers), more than the fit and Redis together. This ASGI
-middleware answers a well-formed post itself: the same bearer check, the same body model
-(`ObservationsCreate`), the same `observe_points` the route calls and the same error
-handler for what that raises. Anything else — another route, a missing or wrong token,
-a body that does not validate, no Content-Length — goes to FastAPI untouched (with the
-body it read replayed), so every error response, the OpenAPI document and the route
-itself stay exactly as they are; the route is still what the tests and docs describe.
+``POST /v1/curves/{id}/observations`` (observe mode) and ``POST /v1/jobs`` (one network).
+Profiling `peng4nn serve` under load showed about half of the API's CPU per request in the
+framework around the handler (routing over every route, dependency solving, the exception
+and telemetry wrappers, and for jobs a thread-pool hop per dependency-free handler), more
+than the fit or the Redis transaction. This ASGI middleware answers a well-formed request
+itself: the same bearer check, the same body model validated the way FastAPI validates it
+(``json.loads`` then the model), the same function the route calls (`observe_points`,
+`submit_jobs`) and the same error handler for what that raises. Anything else — another
+route, a missing or wrong token, a body that does not validate, no Content-Length, a
+non-JSON content type — goes to FastAPI untouched (with the body it read replayed), before
+anything was written, so every error response, the OpenAPI document and the routes
+themselves stay exactly as they are.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 import re
+from typing import Awaitable, Callable
 
-from fastapi import Request
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from peng4nn.jobs import JobCreate
 from service.curve_schemas import ObservationsCreate
 from service.deps import PUBLIC_OWNER, owner_id
 from service.errors import ServiceError, handle_error
+from service.responses import model_response
 
 OBSERVATIONS_PATH = re.compile(r"^/v1/curves/([0-9a-f]{24})/observations$")
 """The route's path with its id pattern (`service.curve_sessions.CURVE_ID_PATTERN`)."""
 
+JOBS_PATH = "/v1/jobs"
+
 MAX_FAST_BODY = 64 * 1024
-"""Larger posts (many points at once) take the ordinary route; the framework's share is small there."""
+"""Larger bodies take the ordinary route; the framework's share of their cost is small."""
+
+HANDLED_ERRORS = (ServiceError, RedisConnectionError, RedisTimeoutError)
+"""What the routes' own code raises and `service.errors.handle_error` answers."""
 
 
-class ObservationFastPath:
+class FastPaths:
     def __init__(self, app: ASGIApp):
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
-        match = OBSERVATIONS_PATH.match(scope["path"])
-        if match is None:
-            return await self.app(scope, receive, send)
+        path = scope["path"]
+        if path == JOBS_PATH:
+            handler, arg = _submit_job, None
+        else:
+            match = OBSERVATIONS_PATH.match(path)
+            if match is None:
+                return await self.app(scope, receive, send)
+            handler, arg = _observe, match.group(1)
         headers = dict(scope["headers"])
         length = headers.get(b"content-length", b"")
         if (not length.isdigit() or int(length) > MAX_FAST_BODY
                 or headers.get(b"content-type", b"").split(b";")[0].strip() != b"application/json"):
             return await self.app(scope, receive, send)
         owner = _owner(scope, headers.get(b"authorization"))
-        if owner is None:
+        if owner is None:  # the route's dependency answers 401
             return await self.app(scope, receive, send)
         body, messages = await _read_body(receive)
         try:
-            points = ObservationsCreate.model_validate_json(body).points
-        except ValidationError:  # the route answers with its 422 and field paths
+            data = json.loads(body)
+            prepared = handler(data, arg)
+        except (ValueError, ValidationError):  # the route answers with its 422 and field paths
             return await self.app(scope, _replay(messages, receive), send)
-        from service.routes.curves import get_curve_sessions, observe_points
-
         request = Request(scope)
         try:
-            sessions = await get_curve_sessions(request)
-            result = await observe_points(request, sessions, match.group(1), owner, points)
-        except (ServiceError, RedisConnectionError, RedisTimeoutError) as exc:
+            response = await prepared(request, owner)
+        except HANDLED_ERRORS as exc:
             response = await handle_error(request, exc)  # the same handler the route's errors reach
-        else:
-            response = JSONResponse(result)
         await response(scope, receive, send)
+
+
+Prepared = Callable[[Request, str], Awaitable[Response]]
+
+
+def _observe(data, curve_id: str) -> Prepared:
+    points = ObservationsCreate.model_validate(data).points
+
+    async def answer(request: Request, owner: str) -> Response:
+        from service.routes.curves import get_curve_sessions, observe_points
+
+        sessions = await get_curve_sessions(request)
+        return JSONResponse(await observe_points(request, sessions, curve_id, owner, points))
+
+    return answer
+
+
+def _submit_job(data, _) -> Prepared:
+    create = JobCreate.model_validate(data)
+
+    async def answer(request: Request, owner: str) -> Response:
+        from service import jobs
+
+        state = request.app.state
+        # Sync Redis and RQ in a worker thread, as the route (a plain ``def``) runs them; asyncio's own
+        # executor hop costs a fraction of anyio's (capacity limiter, cancel scopes) on this path.
+        [accepted] = await asyncio.get_running_loop().run_in_executor(
+            None, jobs.submit_jobs, state.store, state.queue, state.settings, owner, [create])
+        return model_response(accepted, 202, {"Location": accepted.links.self})
+
+    return answer
 
 
 def _owner(scope: Scope, authorization: bytes | None) -> str | None:

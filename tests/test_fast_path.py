@@ -67,3 +67,37 @@ def test_fast_path_and_route_give_the_same_answers(api, fast_answers, tokens):
         with server.client() as http:
             assert http.post(f"/v1/curves/{ids[0]}/observations",
                              json={"points": [{"epoch": 50.0, "val_acc": 1}]}).status_code == 401
+
+
+def test_job_submission_fast_path_matches_the_route(api, monkeypatch):
+    from tests.conftest import tiny_job
+
+    written = {"n": 0}
+    real = fast_path.model_response
+
+    def counting(*args, **kwargs):
+        written["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fast_path, "model_response", counting)
+    server = api()
+    with server.client() as http:
+        via_fast = http.post("/v1/jobs", json=tiny_job())
+        via_route = http.post("/v1/jobs", content=chunked(tiny_job()), headers={"Content-Type": "application/json"})
+        assert via_fast.status_code == via_route.status_code == 202
+        assert written["n"] == 1
+        a, b = via_fast.json(), via_route.json()
+        assert a.keys() == b.keys() and a["id"] != b["id"]
+        assert {k: a[k] for k in ("status", "params", "flops")} == {k: b[k] for k in ("status", "params", "flops")}
+        assert via_fast.headers["location"] == a["links"]["self"]
+        for job_id in (a["id"], b["id"]):  # both really queued, with their records
+            assert http.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"
+        bad_dataset = tiny_job(dataset="no-such-dataset")  # refused by our validation after the model
+        not_a_job = {"architecture": "nope"}  # refused by the model: the route answers
+        for body in (bad_dataset, not_a_job):
+            x = http.post("/v1/jobs", json=body)
+            y = http.post("/v1/jobs", content=chunked(body), headers={"Content-Type": "application/json"})
+            assert x.status_code == y.status_code == 422 and x.json() == y.json()
+        bad_json = http.post("/v1/jobs", content=b"{not json", headers={"Content-Type": "application/json"})
+        assert bad_json.status_code == 422 and bad_json.json()["code"] == "validation_error"
+        assert written["n"] == 1
