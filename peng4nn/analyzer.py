@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Literal
 
@@ -95,10 +95,14 @@ class Decision:
     interval: tuple[float, float] | None = None
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        # A flat copy (every field but `interval` is a scalar): `asdict`'s deep copy was ~4% of an observe post.
+        d = {name: getattr(self, name) for name in _DECISION_FIELDS}
         d["reason"] = self.reason.value
         d["interval"] = list(self.interval) if self.interval is not None else None
         return d
+
+
+_DECISION_FIELDS = tuple(f.name for f in fields(Decision))
 
 
 @dataclass
