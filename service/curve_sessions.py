@@ -180,7 +180,7 @@ class CurveSessions:
         estimator = body.estimator or EstimatorSettings()
         meta = {"estimator": estimator.model_dump(mode="json"), "num_classes": body.num_classes, "label": body.label,
                 "policy": body.policy, "policy_params": body.policy_params, "search": body.search}
-        policy, search = await self._new_policy(meta, estimator)
+        policy, search = await self._new_policy(meta, estimator, owner)
         curve_id = secrets.token_hex(12)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(session_key(curve_id),
@@ -219,7 +219,7 @@ class CurveSessions:
         """Forget a session; a network of a search that had not stopped joins its search first (as replay does)."""
         record = await self.redis.hgetall(session_key(curve_id))
         meta = self._meta(curve_id, record, owner)
-        if _search_of(meta) and record.get("finished") != "1":
+        if _search_of(meta, owner) and record.get("finished") != "1":
             async with self._locks[hash(curve_id) % LOCK_STRIPES]:
                 entry = self.cache.get(curve_id) or await self._load(curve_id, owner)
                 await self._finish_in_search(curve_id, entry)
@@ -307,7 +307,7 @@ class CurveSessions:
             record, raw_points = await pipe.execute()
         meta = self._meta(curve_id, record, owner)
         rows = [json.loads(raw) for raw in raw_points]
-        policy, search = await self._new_policy(meta, meta["estimator"], [row.get("n") for row in rows])
+        policy, search = await self._new_policy(meta, meta["estimator"], record["owner"], [row.get("n") for row in rows])
         stored = [row["p"] for row in rows]
         with _prefix_fits(policy, [p[0] for p in stored], [p[1] for p in stored], len(stored)):
             for i, point in enumerate(stored):
@@ -327,7 +327,7 @@ class CurveSessions:
             raise CurveNotFound(curve_id)
         return json.loads(record["meta"])
 
-    async def _new_policy(self, meta: dict[str, Any], estimator: EstimatorSettings | dict,
+    async def _new_policy(self, meta: dict[str, Any], estimator: EstimatorSettings | dict, owner: str,
                           stored_networks: Sequence[int | None] = ()) -> tuple[StoppingPolicy, str | None]:
         """The session's policy, and its search when the policy ranks against one.
 
@@ -335,7 +335,7 @@ class CurveSessions:
         a rebuilt one whose points were decided against fewer finished networks gets a population of
         its own, advanced point by point as the original was (`stored_networks`: the count per point).
         """
-        name, params, search = meta.get("policy", "paper"), meta.get("policy_params") or {}, _search_of(meta)
+        name, params, search = meta.get("policy", "paper"), meta.get("policy_params") or {}, _search_of(meta, owner)
         try:
             if search is None:
                 return make_policy(name, estimator=estimator, num_classes=meta["num_classes"], backend=FIT_BACKEND,
@@ -394,10 +394,10 @@ def _record(point: ObservationPoint, decision: dict, n_networks: int | None = No
     return dumps(row)
 
 
-def _search_of(meta: dict[str, Any]) -> str | None:
-    """The session's search when its policy learns from one (other policies ignore the search)."""
+def _search_of(meta: dict[str, Any], owner: str) -> str | None:
+    """The session's search (within its owner's) when its policy learns from one (other policies ignore it)."""
     search = meta.get("search")
-    return search if search and searches.is_search_policy(meta.get("policy", "paper")) else None
+    return searches.scoped(owner, search) if search and searches.is_search_policy(meta.get("policy", "paper")) else None
 
 
 def _point_public(stored: dict) -> CurvePointPublic:

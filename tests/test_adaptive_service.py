@@ -17,10 +17,16 @@ from peng4nn.jobs import JobCreate
 from peng4nn.replay import policy_factory, read_curves, replay
 from peng4nn.synthetic_curves import POPULATIONS, generate_population, write_csv
 from service.curve_sessions import CurveSettings
+from service.deps import PUBLIC_OWNER, owner_id
 from tests.conftest import TINY_CNN, tiny_job, wait_for
 from worker import searches
 from worker.events import clean_json
 from worker.tasks import _finish_in_search, _policy
+
+def listed(search: str, owner: str = PUBLIC_OWNER) -> str:
+    """The Redis list of a search's finished networks (searches are per owner)."""
+    return searches.networks_key(searches.scoped(owner, search))
+
 
 N_MODELS = 16
 """10 warm-up networks, then 6 ranked against them: enough for stops that only a population gives."""
@@ -83,7 +89,7 @@ def test_observe_sessions_of_one_search_decide_as_replay(api, redis_conn, search
             else:  # the curve ended first: deleting the session is this network's finish()
                 assert model["stop_epoch"] == points[-1]["epoch"]
                 assert http.delete(f"/v1/curves/{curve_id}").status_code == 204
-    assert redis_conn.llen(searches.networks_key(search)) == len(curves)
+    assert redis_conn.llen(listed(search)) == len(curves)
 
 
 def test_a_finished_session_joins_its_search_once(api, redis_conn, search_curves):
@@ -95,12 +101,12 @@ def test_a_finished_session_joins_its_search_once(api, redis_conn, search_curves
         curve_id = http.post("/v1/curves", json={"policy": "adaptive", "search": search}).json()["id"]
         points = [{"epoch": float(e), "val_acc": float(v)} for e, v in zip(curves[0].epochs, curves[0].val_acc)]
         assert http.post(f"/v1/curves/{curve_id}/observations", json={"points": points}).json()["stop"]
-        assert redis_conn.llen(searches.networks_key(search)) == 1
+        assert redis_conn.llen(listed(search)) == 1
         assert http.delete(f"/v1/curves/{curve_id}").status_code == 204
-    assert redis_conn.llen(searches.networks_key(search)) == 1
-    stored = json.loads(redis_conn.lindex(searches.networks_key(search), 0))
+    assert redis_conn.llen(listed(search)) == 1
+    stored = json.loads(redis_conn.lindex(listed(search), 0))
     assert stored["epochs"] == [p["epoch"] for p in points] and stored["full"] is True
-    assert 0 < redis_conn.pttl(searches.networks_key(search)) <= 24 * 3600 * 1000
+    assert 0 < redis_conn.pttl(listed(search)) <= 24 * 3600 * 1000
 
 
 def test_curve_policy_errors_name_the_field(api):
@@ -117,12 +123,12 @@ def test_worker_policies_of_one_search_decide_as_replay(redis_url, redis_conn, s
     """The worker's policy builder with a search_id, each job finishing before the next, gives replay's
     decisions; a second worker process would read the same list (each job gets a fresh Redis client)."""
     _, curves, outcomes = search_curves
-    search = f"jobs-{uuid.uuid4().hex[:8]}"
+    search = searches.scoped(PUBLIC_OWNER, f"jobs-{uuid.uuid4().hex[:8]}")
     request = JobCreate.model_validate({"architecture": TINY_CNN, "dataset": "digits", "policy": "adaptive",
                                         "search_id": search})
     for curve, outcome in zip(curves, outcomes):
         redis = Redis.from_url(redis_url)
-        policy = _policy(request, 10, redis)
+        policy = _policy(request, 10, redis, search)
         decisions = []
         for i in range(len(curve)):
             decisions.append(policy.observe(*curve.point(i)))
@@ -146,8 +152,8 @@ def test_a_worker_job_in_a_search_adds_its_curve(api, worker_factory, redis_conn
     assert public["status"] != "failed", public
     result = public["result"]  # the warm-up trains to e_max: the estimate is the best seen, a point interval
     assert result["reason"] == "max_epochs" and result["interval"] == [result["estimate"], result["estimate"]]
-    wait_for(lambda: redis_conn.llen(searches.networks_key("nas-1")) == 1, timeout=10, what="search list")
-    stored = json.loads(redis_conn.lindex(searches.networks_key("nas-1"), 0))
+    wait_for(lambda: redis_conn.llen(listed("nas-1")) == 1, timeout=10, what="search list")
+    stored = json.loads(redis_conn.lindex(listed("nas-1"), 0))
     assert stored["epochs"] == [0.5, 1.0, 1.5]
     assert stored["epochs_used"] == 1.5 and stored["full"] is True
 
@@ -204,7 +210,7 @@ def test_the_client_opens_adaptive_sessions_in_a_search(api, redis_conn, search_
         body = session.get()
     assert (body["policy"], body["policy_params"], body["search"]) == ("adaptive", {"top": 20}, "sdk")
     assert decision.stop and decision.estimate == outcomes[0].estimate and decision.interval is not None
-    assert redis_conn.llen(searches.networks_key("sdk")) == 1
+    assert redis_conn.llen(listed("sdk")) == 1
 
 
 def test_a_search_whose_list_expired_starts_over(api, redis_conn, search_curves):
@@ -221,8 +227,20 @@ def test_a_search_whose_list_expired_starts_over(api, redis_conn, search_curves)
         for curve in curves[:11]:
             run(curve)
         ranked = run(curves[11])
-        redis_conn.delete(searches.networks_key("again"))  # as if it had expired
+        redis_conn.delete(listed("again"))  # as if it had expired
         alone = run(curves[11])
     assert not any(d["reason"] == "warming_up" for d in ranked)  # 11 networks before it: the search was ready
     assert any(d["reason"] == "warming_up" for d in alone)  # a new search: warming up again
-    assert redis_conn.llen(searches.networks_key("again")) == 1
+    assert redis_conn.llen(listed("again")) == 1
+
+
+def test_two_tokens_searches_of_one_name_never_meet(api, redis_conn, search_curves):
+    _, curves, _ = search_curves
+    server = api(api_tokens=frozenset({"alice-token", "bob-token"}))
+    points = [{"epoch": float(e), "val_acc": float(v)} for e, v in zip(curves[0].epochs, curves[0].val_acc)]
+    for token in ("alice-token", "bob-token", "alice-token"):
+        with server.client(token) as http:
+            curve_id = http.post("/v1/curves", json={"policy": "adaptive", "search": "shared-name"}).json()["id"]
+            assert http.post(f"/v1/curves/{curve_id}/observations", json={"points": points}).json()["stop"]
+    assert redis_conn.llen(listed("shared-name", owner_id("alice-token"))) == 2
+    assert redis_conn.llen(listed("shared-name", owner_id("bob-token"))) == 1

@@ -10,8 +10,9 @@ arrival order, so Redis keeps only that: one list per search of `FinishedNetwork
 therefore get exactly the decisions `peng4nn replay` gives for the same curves in the
 same order; networks running at the same time see whatever had finished.
 
-Jobs (``search_id``) and observation sessions (``search``) share one namespace: a search
-may mix both. The list expires like the records that feed it, refreshed on every append.
+Jobs (``search_id``) and observation sessions (``search``) share one namespace per owner
+(API token): a search may mix both, and two tokens' searches of the same name never meet
+(`scoped`). The list expires like the records that feed it, refreshed on every append.
 Usable from the API (``redis.asyncio``) and the workers (blocking redis-py).
 """
 
@@ -35,8 +36,13 @@ SEARCH_MAX_LENGTH = 128
 """Longest search id or label accepted (it is part of a Redis key)."""
 
 
+def scoped(owner: str, search: str) -> str:
+    """A search as the service names it: the caller's name within its owner's (owners hold no ':')."""
+    return f"{owner}:{search}"
+
+
 def networks_key(search: str) -> str:
-    """The list of a search's finished networks, oldest first."""
+    """The list of a (scoped) search's finished networks, oldest first."""
     return key("search", search, "networks")
 
 

@@ -71,7 +71,8 @@ def run_job(job_id: str) -> dict[str, Any]:
         return {"skipped": started.status}  # cancelled while queued
 
     try:
-        result = _train(job_id, JobCreate.model_validate_json(record["request"]), store, settings)
+        result = _train(job_id, JobCreate.model_validate_json(record["request"]), store, settings,
+                        _text(record.get("owner")) or "")
     except Exception as exc:
         # A job that raised is final: RQ's retries are kept for lost workers only.
         rq_job.retries_left = 0
@@ -80,14 +81,15 @@ def run_job(job_id: str) -> dict[str, Any]:
     return _finish(job_id, result, store, rq_job)
 
 
-def _train(job_id: str, request: JobCreate, store: JobStore, settings) -> Any:
+def _train(job_id: str, request: JobCreate, store: JobStore, settings, owner: str = "") -> Any:
     from peng4nn.train import train_and_estimate  # torch: only ever imported in the worker
 
     spec = request.architecture
     if request.seed is not None:
         spec = spec.model_copy(update={"training": spec.training.model_copy(update={"seed": request.seed})})
     info = dataset_info(request.dataset)
-    policy = _policy(request, info.num_classes, store.redis)
+    search = searches.scoped(owner, request.search_id) if request.search_id else None
+    policy = _policy(request, info.num_classes, store.redis, search)
     key = record_key(job_id)
 
     def publish(event) -> None:
@@ -104,18 +106,18 @@ def _train(job_id: str, request: JobCreate, store: JobStore, settings) -> Any:
                                   on_iteration=publish, should_stop=should_stop, data_root=settings.data_root,
                                   download=settings.download)
     finally:
-        if request.search_id and not _shutdown.is_set():  # a re-queued job runs again: it has not finished
-            _finish_in_search(policy, request.search_id, store.redis, settings.job_ttl_s)
+        if search and not _shutdown.is_set():  # a re-queued job runs again: it has not finished
+            _finish_in_search(policy, search, store.redis, settings.job_ttl_s)
 
 
-def _policy(request: JobCreate, num_classes: int, redis) -> StoppingPolicy:
-    """The job's policy; a population-aware one ranks against the job's search, kept in Redis."""
-    if not (request.search_id and searches.is_search_policy(request.policy)):
+def _policy(request: JobCreate, num_classes: int, redis, search: str | None) -> StoppingPolicy:
+    """The job's policy; a population-aware one ranks against the job's (owner-scoped) search, kept in Redis."""
+    if not (search and searches.is_search_policy(request.policy)):
         return make_policy(request.policy, estimator=request.estimator, num_classes=num_classes,
                            **request.policy_params)
-    population = _populations.get(request.search_id, request.policy, request.estimator, num_classes,
-                                  request.policy_params, stored=redis.llen(searches.networks_key(request.search_id)))
-    population.source = searches.source(redis, request.search_id)  # pulled before every decision
+    population = _populations.get(search, request.policy, request.estimator, num_classes,
+                                  request.policy_params, stored=redis.llen(searches.networks_key(search)))
+    population.source = searches.source(redis, search)  # pulled before every decision
     return population()
 
 
