@@ -134,8 +134,12 @@ class ResultPublic(BaseModel):
     shadow_reason: str | None = None
     best_val_acc: float | None = None
     final_val_acc: float | None = Field(None, description="Validation accuracy at the last trained epoch.")
-    interval: list[float] | None = Field(None, description="[lo, hi] of the estimate, when the policy gives one (adaptive).")
-    shadow_interval: list[float] | None = Field(None, description="Shadow mode: [lo, hi] of the estimate the engine would have stopped with.")
+    interval: list[float] | None = Field(
+        None, description="[lo, hi] of the estimate, when the policy gives one (adaptive)."
+    )
+    shadow_interval: list[float] | None = Field(
+        None, description="Shadow mode: [lo, hi] of the estimate the engine would have stopped with."
+    )
 
 
 class StatusEventData(BaseModel):

@@ -307,7 +307,8 @@ class CurveSessions:
             record, raw_points = await pipe.execute()
         meta = self._meta(curve_id, record, owner)
         rows = [json.loads(raw) for raw in raw_points]
-        policy, search = await self._new_policy(meta, meta["estimator"], record["owner"], [row.get("n") for row in rows])
+        counts = [row.get("n") for row in rows]
+        policy, search = await self._new_policy(meta, meta["estimator"], record["owner"], counts)
         stored = [row["p"] for row in rows]
         with _prefix_fits(policy, [p[0] for p in stored], [p[1] for p in stored], len(stored)):
             for i, point in enumerate(stored):
@@ -397,7 +398,9 @@ def _record(point: ObservationPoint, decision: dict, n_networks: int | None = No
 def _search_of(meta: dict[str, Any], owner: str) -> str | None:
     """The session's search (within its owner's) when its policy learns from one (other policies ignore it)."""
     search = meta.get("search")
-    return searches.scoped(owner, search) if search and searches.is_search_policy(meta.get("policy", "paper")) else None
+    if not search or not searches.is_search_policy(meta.get("policy", "paper")):
+        return None
+    return searches.scoped(owner, search)
 
 
 def _point_public(stored: dict) -> CurvePointPublic:
