@@ -1,17 +1,18 @@
-"""A lean path, in front of FastAPI, for the two requests that come by the thousand per second.
+"""A lean path, in front of FastAPI, for the requests that come by the thousand per second.
 
-``POST /v1/curves/{id}/observations`` (observe mode) and ``POST /v1/jobs`` (one network).
-Profiling `peng4nn serve` under load showed about half of the API's CPU per request in the
-framework around the handler (routing over every route, dependency solving, the exception
-and telemetry wrappers, and for jobs a thread-pool hop per dependency-free handler), more
-than the fit or the Redis transaction. This ASGI middleware answers a well-formed request
-itself: the same bearer check, the same body model validated the way FastAPI validates it
-(``json.loads`` then the model), the same function the route calls (`observe_points`,
-`submit_jobs`) and the same error handler for what that raises. Anything else — another
-route, a missing or wrong token, a body that does not validate, no Content-Length, a
-non-JSON content type — goes to FastAPI untouched (with the body it read replayed), before
-anything was written, so every error response, the OpenAPI document and the routes
-themselves stay exactly as they are.
+``POST /v1/curves/{id}/observations`` and ``POST /v1/curves`` (observe mode; a session is
+opened every few posts) and ``POST /v1/jobs`` (one network). Profiling `peng4nn serve`
+under load showed about half of the API's CPU per request in the framework around the
+handler (routing over every route, dependency solving, the exception and telemetry
+wrappers, anyio's thread-pool hop), more than the fit or the Redis transaction.
+
+This ASGI middleware answers a well-formed request itself: the same bearer check, the same
+body model validated the way FastAPI validates it (``json.loads``, then the model), the same
+function the route calls (`observe_points`, `open_session`, `submit_jobs`) and the same
+error handler for what that raises. Anything else (another route, a missing or wrong
+token, a body that does not validate, no Content-Length, a non-JSON content type) goes to
+FastAPI untouched, with the body it read replayed and before anything was written, so
+every error response, the OpenAPI document and the routes themselves stay as they are.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from peng4nn.jobs import JobCreate
-from service.curve_schemas import ObservationsCreate
+from service.curve_schemas import CurveCreate, ObservationsCreate
 from service.deps import PUBLIC_OWNER, owner_id
 from service.errors import ServiceError, handle_error
 from service.responses import model_response
@@ -39,6 +40,7 @@ OBSERVATIONS_PATH = re.compile(r"^/v1/curves/([0-9a-f]{24})/observations$")
 """The route's path with its id pattern (`service.curve_sessions.CURVE_ID_PATTERN`)."""
 
 JOBS_PATH = "/v1/jobs"
+CURVES_PATH = "/v1/curves"
 
 MAX_FAST_BODY = 64 * 1024
 """Larger bodies take the ordinary route; the framework's share of their cost is small."""
@@ -57,6 +59,8 @@ class FastPaths:
         path = scope["path"]
         if path == JOBS_PATH:
             handler, arg = _submit_job, None
+        elif path == CURVES_PATH:
+            handler, arg = _open_curve, None
         else:
             match = OBSERVATIONS_PATH.match(path)
             if match is None:
@@ -95,6 +99,20 @@ def _observe(data, curve_id: str) -> Prepared:
 
         sessions = await get_curve_sessions(request)
         return JSONResponse(await observe_points(request, sessions, curve_id, owner, points))
+
+    return answer
+
+
+def _open_curve(data, _) -> Prepared:
+    if data is None:  # the route's ``CurveCreate | None``: let it decide
+        raise ValueError("null body")
+    create = CurveCreate.model_validate(data)
+
+    async def answer(request: Request, owner: str) -> Response:
+        from service.routes.curves import get_curve_sessions, open_session
+
+        created = await open_session(await get_curve_sessions(request), owner, create)
+        return JSONResponse(created.model_dump(mode="json"), 201, {"Location": f"{CURVES_PATH}/{created.id}"})
 
     return answer
 

@@ -20,9 +20,9 @@ def fast_answers(monkeypatch):
     count = {"n": 0}
     real = fast_path.JSONResponse
 
-    def counting(content):
+    def counting(*args, **kwargs):
         count["n"] += 1
-        return real(content)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(fast_path, "JSONResponse", counting)
     return count
@@ -35,7 +35,7 @@ def test_fast_path_and_route_give_the_same_answers(api, fast_answers, tokens):
     points = [{"epoch": 0.5 * (i + 1), "val_acc": 20 + 40 * (1 - 0.85 ** i)} for i in range(12)]
     with server.client(token) as http:
         ids = [http.post("/v1/curves", json={}).json()["id"] for _ in range(2)]
-        fast_path_answers = 0
+        fast_path_answers = 2  # the two session opens
         for point in points:
             via_fast = http.post(f"/v1/curves/{ids[0]}/observations", json={"points": [point]})
             via_route = http.post(f"/v1/curves/{ids[1]}/observations", content=chunked({"points": [point]}),
@@ -101,3 +101,22 @@ def test_job_submission_fast_path_matches_the_route(api, monkeypatch):
         bad_json = http.post("/v1/jobs", content=b"{not json", headers={"Content-Type": "application/json"})
         assert bad_json.status_code == 422 and bad_json.json()["code"] == "validation_error"
         assert written["n"] == 1
+
+
+def test_session_opening_fast_path_matches_the_route(api, fast_answers):
+    server = api()
+    with server.client() as http:
+        for body in ({}, {"estimator": {"N": 4, "e_max": 10.0}, "num_classes": 100, "label": "x"}):
+            a = http.post("/v1/curves", json=body)
+            b = http.post("/v1/curves", content=chunked(body), headers={"Content-Type": "application/json"})
+            assert a.status_code == b.status_code == 201
+            assert a.json().keys() == b.json().keys() and a.json()["expires_in_s"] == b.json()["expires_in_s"]
+            assert a.headers["location"] == f"/v1/curves/{a.json()['id']}"
+            assert http.get(a.headers["location"]).json()["estimator"] == http.get(b.headers["location"]).json()["estimator"]
+        assert fast_answers["n"] == 2
+        for body in ({"estimator": {"N": 0}}, {"bogus": 1}):  # the model refuses: the route's 422 either way
+            a = http.post("/v1/curves", json=body)
+            b = http.post("/v1/curves", content=chunked(body), headers={"Content-Type": "application/json"})
+            assert a.status_code == b.status_code == 422 and a.json() == b.json()
+        assert http.post("/v1/curves").status_code == 201  # no body at all: the route's default
+        assert fast_answers["n"] == 2

@@ -57,8 +57,14 @@ CurveId = Annotated[str, Path(pattern=CURVE_ID_PATTERN, description="The id POST
 async def create_curve(owner: OwnerDep, sessions: SessionsDep, response: Response,
                        body: CurveCreate | None = None) -> CurveCreated:
     """Open an observation session (estimator settings, classes and label are optional)."""
+    created = await open_session(sessions, owner, body)
+    response.headers["Location"] = f"/v1/curves/{created.id}"
+    return created
+
+
+async def open_session(sessions: CurveSessions, owner: str, body: CurveCreate | None) -> CurveCreated:
+    """The session-opening post's work and answer (also called by `service.fast_path`)."""
     curve_id = await sessions.create(owner, body or CurveCreate())
-    response.headers["Location"] = f"/v1/curves/{curve_id}"
     return CurveCreated(id=curve_id, expires_in_s=sessions.settings.ttl_s)
 
 
