@@ -337,6 +337,8 @@ class CurveSessions:
         its own, advanced point by point as the original was (`stored_networks`: the count per point).
         """
         name, params, search = meta.get("policy", "paper"), meta.get("policy_params") or {}, _search_of(meta, owner)
+        if searches.is_search_policy(name):
+            await searches.warm_up()
         try:
             if search is None:
                 return make_policy(name, estimator=estimator, num_classes=meta["num_classes"], backend=FIT_BACKEND,

@@ -19,6 +19,7 @@ Usable from the API (``redis.asyncio``) and the workers (blocking redis-py).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 from collections import OrderedDict
 from collections.abc import Callable
@@ -109,6 +110,18 @@ def append(redis, search: str, network: FinishedNetwork, ttl_s: float) -> int:
 
 
 # ---------------------------------------------------------------------------- asyncio (API)
+
+_warm = False
+
+
+async def warm_up() -> None:
+    """Import what the adaptive policy's first decision imports (scipy.stats, ~0.8 s) in a thread, once
+    per process: made on the event loop, that first decision stalled every other request."""
+    global _warm
+    if not _warm:
+        await asyncio.to_thread(importlib.import_module, "scipy.stats")
+        _warm = True
+
 
 
 async def sync_async(redis, search: str, population: AdaptivePopulation, upto: int | None = None) -> None:
