@@ -244,3 +244,34 @@ def test_two_tokens_searches_of_one_name_never_meet(api, redis_conn, search_curv
             assert http.post(f"/v1/curves/{curve_id}/observations", json={"points": points}).json()["stop"]
     assert redis_conn.llen(listed("shared-name", owner_id("alice-token"))) == 2
     assert redis_conn.llen(listed("shared-name", owner_id("bob-token"))) == 1
+
+
+def test_concurrent_syncs_of_one_population_add_each_network_once(redis_url, redis_conn, search_curves):
+    """Two sessions of one search posting at once in one API process share its population."""
+    import asyncio
+
+    from redis.asyncio import Redis as AsyncRedis
+
+    from peng4nn.policies import make_policy_factory
+
+    _, curves, outcomes = search_curves
+    search = searches.scoped(PUBLIC_OWNER, "concurrent")
+    library = make_policy_factory("adaptive", estimator={"E": 0.5}, num_classes=10)
+    for curve in curves[:12]:
+        policy = library(curve)
+        for i in range(len(curve)):
+            if policy.observe(*curve.point(i)).stop:
+                break
+        searches.append(redis_conn, search, policy.outcome(), 60.0)
+        policy.finish()
+
+    async def main():
+        client = AsyncRedis.from_url(redis_url, decode_responses=True)
+        population = make_policy_factory("adaptive", estimator={"E": 0.5}, num_classes=10)
+        await asyncio.gather(*(searches.sync_async(client, search, population) for _ in range(3)))
+        await client.aclose()
+        return population
+
+    population = asyncio.run(main())
+    assert population.n_finished == library.n_finished == 12
+    assert population.threshold() == library.threshold() and population.sigma0 == library.sigma0

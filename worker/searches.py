@@ -128,11 +128,13 @@ async def sync_async(redis, search: str, population: AdaptivePopulation, upto: i
     """Bring the population up to the search's latest finished network (or its first `upto`)."""
     if upto is not None and population.n_finished >= upto:
         return
+    start = population.n_finished
     stop = -1 if upto is None else upto - 1
-    for i, raw in enumerate(await redis.lrange(networks_key(search), population.n_finished, stop)):
+    for i, raw in enumerate(await redis.lrange(networks_key(search), start, stop)):
         if i:
             await asyncio.sleep(0)  # a cold process learning a long search must not stall other requests
-        population.add(decode(raw))
+        if start + i == population.n_finished:  # else another session's sync added it meanwhile
+            population.add(decode(raw))
 
 
 async def append_async(redis, search: str, network: FinishedNetwork, ttl_s: float) -> int:
