@@ -1,12 +1,14 @@
 """Observe-mode throughput and latency against `peng4nn serve`: many concurrent sessions posting points.
 
-Usage: python bench/bench_observe.py [--sessions 200] [--duration 20] [--api-workers 1]
+Usage: python bench/bench_observe.py [--sessions 200] [--connections 0] [--duration 20] [--api-workers 1]
        [--modes cached,replay,no-fit] [--rate OBS_PER_S] [--full-curves]
 
-Each of --sessions clients (own keep-alive connection; closed loop, or paced so that all
-together offer --rate observations/s) opens a session, posts one synthetic validation point
-at a time (the curves of bench_replay.py: learners, never-learners, late and noisy ones;
-E = 0.5, e_max = 20) until the engine says stop or the curve ends, then opens the next.
+Each of --sessions clients (closed loop, or paced so that all together offer --rate
+observations/s; one keep-alive connection each, or --connections shared by all, which
+bounds the requests in flight as a NAS reporting through a connection pool would) opens
+a session, posts one synthetic validation point at a time (the curves of bench_replay.py:
+learners, never-learners, late and noisy ones; E = 0.5, e_max = 20) until the engine says
+stop or the curve ends, then opens the next.
 One `peng4nn serve --workers 0` per mode, on the embedded Redis, side by side in one run:
 
 * ``cached``: the default, each API process keeps the session's policy (one fit per point);
@@ -80,65 +82,90 @@ def curve_pool(n: int, seed: int) -> list[list[tuple[float, float]]]:
             for _, epochs, acc, _, _ in synthetic_curves(n, seed=seed)]
 
 
-async def client_loop(port: int, curves, start: int, step: int, deadline: float, stats: dict,
+class Pool:
+    """Connections shared by sessions: at most len(pool) requests in flight, each on its own connection."""
+
+    def __init__(self, conns: list[Connection]):
+        self.free: asyncio.Queue[Connection] = asyncio.Queue()
+        for conn in conns:
+            self.free.put_nowait(conn)
+
+    async def request(self, method: str, path: str, body: dict | None, stats: dict | None = None,
+                      t_sched: float | None = None) -> tuple[int, bytes]:
+        conn = await self.free.get()
+        try:
+            t0 = time.perf_counter()
+            answer = await conn.request(method, path, body)
+            if stats is not None:  # from the send, or from the scheduled time when paced
+                stats["latency"].append(time.perf_counter() - (t_sched if t_sched is not None else t0))
+            return answer
+        finally:
+            self.free.put_nowait(conn)
+
+
+async def client_loop(pool: Pool, curves, start: int, step: int, deadline: float, stats: dict,
                       no_fit: bool = False, full: bool = False, interval: float = 0.0) -> None:
     """One client: sessions one after another, a point per post; paced every ``interval`` s if > 0.
 
     Paced (open loop), latency runs from the scheduled send time, so a backlog counts in full.
     """
-    conn = await Connection("127.0.0.1", port).open()
     i = start
     next_at = time.perf_counter() + interval * (start % 97) / 97  # spread the clients' phases
-    try:
-        if no_fit:
-            status, body = await conn.request("POST", "/v1/curves", {})
-            path = f"/v1/curves/{json.loads(body)['id']}/observations"
-            stale = {"points": [{"epoch": 1.0, "val_acc": 10.0}]}
-            await conn.request("POST", path, stale)
-            while time.perf_counter() < deadline:
-                t0 = time.perf_counter()
-                status, body = await conn.request("POST", path, stale)
-                stats["latency"].append(time.perf_counter() - t0)
-                stats["errors"] += status != 409
-            return
+    if no_fit:
+        status, body = await pool.request("POST", "/v1/curves", {})
+        path = f"/v1/curves/{json.loads(body)['id']}/observations"
+        stale = {"points": [{"epoch": 1.0, "val_acc": 10.0}]}
+        await pool.request("POST", path, stale)
         while time.perf_counter() < deadline:
-            status, body = await conn.request("POST", "/v1/curves", {})
-            assert status == 201, body
-            curve_id = json.loads(body)["id"]
-            stats["sessions"] += 1
-            for epoch, acc in curves[i % len(curves)]:
-                t0 = time.perf_counter()
-                if interval:
-                    await asyncio.sleep(max(0.0, next_at - t0))
-                    t0, next_at = next_at, next_at + interval
-                status, body = await conn.request("POST", f"/v1/curves/{curve_id}/observations",
-                                                  {"points": [{"epoch": epoch, "val_acc": acc}]})
-                stats["latency"].append(time.perf_counter() - t0)
-                if status != 200:
-                    stats["errors"] += 1
-                    break
-                if (json.loads(body)["stop"] and not full) or time.perf_counter() >= deadline:
-                    break
-            i += step
-    finally:
-        conn.close()
+            status, body = await pool.request("POST", path, stale, stats)
+            stats["errors"] += status != 409
+        return
+    while time.perf_counter() < deadline:
+        status, body = await pool.request("POST", "/v1/curves", {})
+        assert status == 201, body
+        curve_id = json.loads(body)["id"]
+        stats["sessions"] += 1
+        for epoch, acc in curves[i % len(curves)]:
+            t_sched = None
+            if interval:
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+                t_sched, next_at = next_at, next_at + interval
+            status, body = await pool.request("POST", f"/v1/curves/{curve_id}/observations",
+                                              {"points": [{"epoch": epoch, "val_acc": acc}]}, stats, t_sched)
+            if status != 200:
+                stats["errors"] += 1
+                break
+            if (json.loads(body)["stop"] and not full) or time.perf_counter() >= deadline:
+                break
+        i += step
+
+
+async def open_pool(port: int, n: int) -> Pool:
+    return Pool(await asyncio.gather(*(Connection("127.0.0.1", port).open() for _ in range(n))))
 
 
 async def warm_up(port: int, curves, seconds: float = 2.0) -> None:
     """Load the API briefly first (imports, connection pools, Lua script, caches), unmeasured."""
     end = time.perf_counter() + seconds
-    await asyncio.gather(*(client_loop(port, curves, s, 20, end, {"latency": [], "errors": 0, "sessions": 0})
+    pool = await open_pool(port, 20)
+    await asyncio.gather(*(client_loop(pool, curves, s, 20, end, {"latency": [], "errors": 0, "sessions": 0})
                            for s in range(20)))
+    for conn in pool.free._queue:
+        conn.close()
 
 
 async def drive(port: int, sessions: int, duration: float, curves, no_fit: bool = False,
-                full: bool = False, rate: float = 0.0) -> dict:
+                full: bool = False, rate: float = 0.0, connections: int = 0) -> dict:
+    """``sessions`` concurrent sessions over ``connections`` keep-alive connections (0: one each)."""
     stats = {"latency": [], "errors": 0, "sessions": 0}
+    pool = await open_pool(port, connections or sessions)
     t0 = time.perf_counter()
     interval = sessions / rate if rate else 0.0
-    await asyncio.gather(*(client_loop(port, curves, s, sessions, t0 + duration, stats, no_fit, full, interval)
+    await asyncio.gather(*(client_loop(pool, curves, s, sessions, t0 + duration, stats, no_fit, full, interval)
                            for s in range(sessions)))
     stats["elapsed"] = time.perf_counter() - t0
+    for conn in pool.free._queue:
+        conn.close()
     return stats
 
 
@@ -218,7 +245,10 @@ def policy_cost(curves) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=200, help="concurrent sessions (one connection each)")
+    parser.add_argument("--sessions", type=int, default=200, help="concurrent sessions")
+    parser.add_argument("--connections", type=int, default=0,
+                        help="keep-alive connections the sessions share, i.e. requests in flight at most "
+                             "(default: one per session)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per mode")
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--modes", default="cached,replay,no-fit")
@@ -243,7 +273,7 @@ def main() -> None:
             asyncio.run(warm_up(port, curves))
             cpu0, client0 = tree_cpu_s(proc.pid), time.process_time()
             stats = asyncio.run(drive(port, args.sessions, args.duration, curves, no_fit=mode == "no-fit",
-                                      full=args.full_curves, rate=args.rate))
+                                      full=args.full_curves, rate=args.rate, connections=args.connections))
             cpu1, client1 = tree_cpu_s(proc.pid), time.process_time()
         finally:
             stop_server(proc)
@@ -253,7 +283,8 @@ def main() -> None:
         print(f"{mode:>7}: {len(lat):7d} posts in {stats['elapsed']:.1f} s = {rate:8,.0f}/s; "
               f"latency p50 {np.percentile(lat, 50):6.1f} ms, p99 {np.percentile(lat, 99):6.1f} ms, "
               f"max {lat.max():6.1f} ms; {stats['sessions']} sessions, {stats['errors']} errors "
-              f"({args.sessions} concurrent, {args.api_workers} API process(es))")
+              f"({args.sessions} concurrent over {args.connections or args.sessions} connections, "
+              f"{args.api_workers} API process(es))")
         # CPU per post does not depend on how busy the shared machine is; wall-clock rates do.
         posts = len(lat) + stats["sessions"]
         per = {k: (cpu1.get(k, 0) - cpu0.get(k, 0)) / posts * 1e3 for k in ("api", "redis")}
