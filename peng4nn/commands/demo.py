@@ -33,6 +33,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--e-max", type=float, default=10.0, help="epochs each network may train (default: 10)")
     parser.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the architecture draws (default: 0)")
+    parser.add_argument("--policy", default="paper", help="stopping policy: paper, menndl, patience, fixed, adaptive")
     parser.add_argument("--workers", type=int, default=2, help="local worker processes (default: 2)")
     parser.set_defaults(run=run)
 
@@ -40,6 +41,10 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise CliError(f"--workers must be at least 1; got {args.workers}")
+    from peng4nn.policies import POLICY_NAMES
+
+    if args.policy not in POLICY_NAMES:
+        raise CliError(f"--policy must be one of {', '.join(POLICY_NAMES)}; got {args.policy!r}")
     from peng4nn.random_search import main as random_search
 
     port = _free_port()
@@ -54,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         _wait_healthy(url, service)
         return random_search([
             "--url", url, "--population", str(args.population), "--top-k", str(args.top_k),
-            "--e-max", str(args.e_max), "--dataset", args.dataset, "--seed", str(args.seed),
+            "--e-max", str(args.e_max), "--dataset", args.dataset, "--seed", str(args.seed), "--policy", args.policy,
         ])
     finally:
         if service.poll() is None:
