@@ -89,33 +89,25 @@ class Conv1d(_Layer):
 class _Pool(_Layer):
     """Pooling layers: ``stride`` null means ``kernel`` (as in torch); padding at most kernel // 2."""
 
-
-class MaxPool2d(_Pool):
-    type: Literal["maxpool2d"]
     kernel: PositiveInt
     stride: PositiveInt | None = None
     padding: NonNegativeInt = 0
+
+
+class MaxPool2d(_Pool):
+    type: Literal["maxpool2d"]
 
 
 class MaxPool1d(_Pool):
     type: Literal["maxpool1d"]
-    kernel: PositiveInt
-    stride: PositiveInt | None = None
-    padding: NonNegativeInt = 0
 
 
 class AvgPool2d(_Pool):
     type: Literal["avgpool2d"]
-    kernel: PositiveInt
-    stride: PositiveInt | None = None
-    padding: NonNegativeInt = 0
 
 
 class AvgPool1d(_Pool):
     type: Literal["avgpool1d"]
-    kernel: PositiveInt
-    stride: PositiveInt | None = None
-    padding: NonNegativeInt = 0
 
 
 class GlobalAvgPool(_Layer):
