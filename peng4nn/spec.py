@@ -64,26 +64,24 @@ NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
 StrictBool = Annotated[bool, Field(strict=True)]
 
 
-class Conv2d(_Layer):
+class _Conv(_Layer):
+    """Convolutions: torch's Conv1d/Conv2d arguments, ``filters`` = out_channels."""
+
+    filters: PositiveInt
+    kernel: PositiveInt
+    stride: PositiveInt = 1
+    padding: NonNegativeInt = 0
+    dilation: PositiveInt = 1
+    groups: PositiveInt = 1
+    bias: StrictBool = True
+
+
+class Conv2d(_Conv):
     type: Literal["conv2d"]
-    filters: PositiveInt
-    kernel: PositiveInt
-    stride: PositiveInt = 1
-    padding: NonNegativeInt = 0
-    dilation: PositiveInt = 1
-    groups: PositiveInt = 1
-    bias: StrictBool = True
 
 
-class Conv1d(_Layer):
+class Conv1d(_Conv):
     type: Literal["conv1d"]
-    filters: PositiveInt
-    kernel: PositiveInt
-    stride: PositiveInt = 1
-    padding: NonNegativeInt = 0
-    dilation: PositiveInt = 1
-    groups: PositiveInt = 1
-    bias: StrictBool = True
 
 
 class _Pool(_Layer):

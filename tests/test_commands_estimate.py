@@ -6,18 +6,9 @@ import pytest
 
 from peng4nn.cli import main
 from peng4nn.spec import ArchSpec, analyze_spec
+from tests.test_train import SENSIBLE_CNN
 
-GOOD = {
-    "schema": "peng4nn.arch/v1",
-    "layers": [
-        {"type": "conv2d", "filters": 16, "kernel": 3, "padding": 1}, {"type": "relu"},
-        {"type": "maxpool2d", "kernel": 2},
-        {"type": "conv2d", "filters": 32, "kernel": 3, "padding": 1}, {"type": "relu"},
-        {"type": "global_avg_pool"},
-        {"type": "linear", "units": "num_classes"},
-    ],
-    "training": {"optimizer": "adam", "lr": 0.01, "batch_size": 32, "seed": 1},
-}
+GOOD = SENSIBLE_CNN  # one sensible CNN for the trainer and the command
 
 
 @pytest.fixture
