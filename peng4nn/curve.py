@@ -116,9 +116,9 @@ def fit_curve(epochs, accuracies, backend: BackendName = "fast") -> FitResult:
 def _checked(x: np.ndarray, y: np.ndarray, backend: str) -> FitFailed | None:
     if len(x) < MIN_POINTS:
         return FitFailed(f"needs at least {MIN_POINTS} points, got {len(x)}", len(x), backend)
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
         return FitFailed("non-finite epoch or accuracy", len(x), backend)
-    if x[0] <= 0 or np.any(np.diff(x) <= 0):
+    if x[0] <= 0 or (x[1:] <= x[:-1]).any():
         return FitFailed("epochs must be positive and strictly increasing", len(x), backend)
     return None
 
@@ -292,20 +292,22 @@ class FastBackend:
         j_lo = np.floor(np.log(1e-4 / problem.span) / h)
         j_hi = np.ceil(np.log(40.0 / problem.dx_min) / h)
         lattice = h * np.arange(j_lo.min(), j_hi.max() + 1)
-        outside = (lattice < h * j_lo[:, None] - 1e-9) | (lattice > h * j_hi[:, None] + 1e-9)
         found = problem.profile_shared(lattice)  # (3, P, m): ssr, a, k
-        found[0][outside] = np.inf
-        i = np.argmin(found[0], axis=1)
+        if len(rows) > 1:  # one row's lattice is exactly its own range: nothing outside
+            outside = (lattice < h * j_lo[:, None] - 1e-9) | (lattice > h * j_hi[:, None] + 1e-9)
+            found[0][outside] = np.inf
+        i = found[0].argmin(axis=1)
         best = np.concatenate([found[:, rows, i], lattice[None, i]])  # (4, P): ssr, a, k, log-lambda
         lo, hi = h * j_lo, h * j_hi
         step = np.full(len(rows), h)
         for _ in range(self.zoom_rounds):
             z_lo = np.maximum(best[3] - step, lo)
             z_hi = np.minimum(best[3] + step, hi)
-            zoom = z_lo[:, None] + (z_hi - z_lo)[:, None] * _unit(self.zoom_points)
-            step = (z_hi - z_lo) / (self.zoom_points - 1)
+            width = z_hi - z_lo
+            zoom = z_lo[:, None] + width[:, None] * _unit(self.zoom_points)
+            step = width / (self.zoom_points - 1)
             found = problem.profile(zoom)
-            j = np.argmin(found[0], axis=1)
+            j = found[0].argmin(axis=1)
             candidate = np.concatenate([found[:, rows, j], zoom[None, rows, j]])
             best = np.where(candidate[0] <= best[0], candidate, best)
         # A last parabolic step through the best zoom point's neighbours lands on a smooth minimum.
@@ -367,10 +369,11 @@ class _Prefixes:
         x, y = x[:n_used], y[:n_used]
         self.dx = (x - x[0])[:, None, None]  # (n, 1, 1)
         self.y = y[:, None, None]
-        self.partial = bool(np.any(counts < n_used))
-        self.valid = (np.arange(n_used)[:, None] < counts[None, :])[:, :, None]  # (n, P, 1)
+        self.partial = bool((counts < n_used).any())
+        if self.partial:  # only partial prefixes need the mask
+            self.valid = (np.arange(n_used)[:, None] < counts[None, :])[:, :, None]  # (n, P, 1)
         self.span = self.dx[self.last, 0, 0]
-        steps = np.diff(x)
+        steps = x[1:] - x[:-1]
         running_min = np.minimum.accumulate(steps)
         self.dx_min = running_min[counts - 2]
         self.n = counts.astype(float)
@@ -401,25 +404,31 @@ class _Prefixes:
         return self._best(lams, sg, sgy, sgg)
 
     def _best(self, lams, sg, sgy, sgg) -> np.ndarray:
+        # Called five times per fit on small arrays, so it is written for few numpy calls
+        # (results written in place with out=); the arithmetic is the same expression for
+        # every candidate and every batch shape, which keeps batches bit-identical to single fits.
         n, sy, syy = self.n_col, self.sy_col, self.syy_col
         k_min = np.exp(-lams)
         # cand[0] = ssr, cand[1] = a, cand[2] = k for the four candidates: the interior
         # solution, a on either bound (best k >= k_min), k = k_min (best a within bounds).
         cand = np.empty((3, 4, *sg.shape))
-        a, k = cand[1], cand[2]
+        ssr, a, k = cand
         det = sg * sg - n * sgg
-        a[0] = (sg * sgy - sy * sgg) / det
-        k[0] = (n * sgy - sg * sy) / det
+        np.divide(sg * sgy - sy * sgg, det, out=a[0])
+        np.divide(n * sgy - sg * sy, det, out=k[0])
         a[1:3] = _BOUNDS_A
         np.maximum((_BOUNDS_A * sg - sgy) / sgg, k_min, out=k[1:3])
         np.minimum(np.maximum((sy + k_min * sg) / n, A_MIN), A_MAX, out=a[3])
         k[3] = k_min
-        cand[0] = syy + a * (n * a - 2 * sy) + k * (k * sgg + 2 * (sgy - a * sg))
+        np.add(syy + a * (n * a - 2 * sy), k * (k * sgg + 2 * (sgy - a * sg)), out=ssr)
         # An infeasible interior solution (NaN or inf when det = 0 included: comparisons with
         # NaN are false) is out; the bound candidates are always finite (sgg >= 1).
-        cand[0, 0][~((a[0] >= A_MIN) & (a[0] <= A_MAX) & (k[0] >= k_min))] = np.inf
+        feasible = a[0] >= A_MIN
+        feasible &= a[0] <= A_MAX
+        feasible &= k[0] >= k_min
+        np.copyto(ssr[0], np.inf, where=~feasible)
         flat = cand.reshape(3, 4, -1)
-        pick = np.argmin(flat[0], axis=0)
+        pick = flat[0].argmin(axis=0)
         return flat[:, pick, np.arange(pick.size)].reshape(3, *sg.shape)
 
 
