@@ -32,6 +32,19 @@ class CliError(Exception):
     """A user-facing error: printed as one line and exits with code 2."""
 
 
+def json_object_option(text: str, option: str) -> dict:
+    """Parse an option whose value is a JSON object (e.g. --ranges), or raise CliError naming it."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{option} is not valid JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(value, dict):
+        raise CliError(f"{option} must be a JSON object; got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="peng4nn",

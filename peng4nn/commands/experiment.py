@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 
@@ -37,18 +36,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from peng4nn.cli import CliError
+    from peng4nn.cli import CliError, json_object_option
     from peng4nn.datasets import UnknownDatasetError, dataset_info
     from peng4nn.experiment import ExperimentConfig, ExperimentError, run_experiment
 
-    ranges = {}
-    if args.ranges:
-        try:
-            ranges = json.loads(args.ranges)
-        except json.JSONDecodeError as exc:
-            raise CliError(f"--ranges is not valid JSON: {exc.msg} at column {exc.colno}") from None
-        if not isinstance(ranges, dict):
-            raise CliError(f"--ranges must be a JSON object; got {args.ranges!r}")
+    ranges = json_object_option(args.ranges, "--ranges") if args.ranges else {}
     try:
         info = dataset_info(args.dataset)
         config = ExperimentConfig(dataset=args.dataset, models=args.models, e_max=args.e_max, E=args.E,

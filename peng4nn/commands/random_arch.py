@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def add_parser(subparsers) -> None:
@@ -25,7 +24,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import random
 
-    from peng4nn.cli import CliError
+    from peng4nn.cli import CliError, json_object_option
     from peng4nn.datasets import DatasetError, UnknownDatasetError, dataset_info
     from peng4nn.search_space import PRESETS, random_cnn
 
@@ -35,13 +34,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     ranges = dict(PRESETS[args.preset])
     if args.ranges:
-        try:
-            overrides = json.loads(args.ranges)
-        except json.JSONDecodeError as exc:
-            raise CliError(f"--ranges is not valid JSON: {exc.msg} at column {exc.colno}") from None
-        if not isinstance(overrides, dict):
-            raise CliError(f"--ranges must be a JSON object; got {args.ranges!r}")
-        ranges.update(overrides)
+        ranges.update(json_object_option(args.ranges, "--ranges"))
     try:
         spec = random_cnn(random.Random(args.seed), info.input_shape, info.num_classes, **ranges)
     except (TypeError, ValueError) as exc:
