@@ -59,10 +59,11 @@ def write_csv(path: Path, curves) -> None:
 
 
 def timed_replay(curves, t: float, batched: bool):
-    factory = policy_factory("paper", estimator={"t": t}, num_classes=10)
-    if not batched:
-        def factory(curve, _settings={"t": t}):  # noqa: E306 - the per-point alternative
-            return make_policy("paper", estimator=_settings, num_classes=10)
+    if batched:
+        factory = policy_factory("paper", estimator={"t": t}, num_classes=10)
+    else:  # the obvious alternative: a plain policy, one fit per point
+        def factory(curve):
+            return make_policy("paper", estimator={"t": t}, num_classes=10)
     t0, c0 = time.perf_counter(), time.process_time()
     outcomes = replay(curves, factory)
     return time.perf_counter() - t0, time.process_time() - c0, outcomes

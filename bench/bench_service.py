@@ -276,11 +276,6 @@ def start_serve(port: int, api_workers: int, **extra_env: str) -> tuple[subproce
 
 
 async def run(args, host: str, port: int, redis_url: str) -> dict:
-    from redis import Redis
-
-    from peng4nn.jobs import JobStatus
-    from worker.events import JobStore
-
     results: dict = {}
     body = json.dumps(JOB).encode()
     await closed_loop(host, port, args.clients, 1.0, lambda i, n: ("POST", "/v1/jobs", body))  # warm-up
