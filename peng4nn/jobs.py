@@ -12,9 +12,10 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from peng4nn.analyzer import EstimatorSettings
+from peng4nn.policies import default_policy
 from peng4nn.spec import ArchSpec
 
 
@@ -51,7 +52,11 @@ class JobCreate(BaseModel):
 
     architecture: ArchSpec = Field(description="The network and its training settings (peng4nn.arch/v1).")
     dataset: str = Field(min_length=1, max_length=64, description="A name from GET /v1/datasets.")
-    policy: str = Field("paper", min_length=1, max_length=32, description="Stopping policy: paper, menndl, patience, fixed or adaptive.")
+    policy: str | None = Field(
+        None, min_length=1, max_length=32,
+        description="Stopping policy: paper, menndl, patience, fixed or adaptive. Default: adaptive when search_id "
+        "is given (the job is ranked against its search), else paper.",
+    )
     policy_params: dict[str, float | int | str | bool] = Field(
         default_factory=dict, description="Extra keyword arguments of the policy (e.g. patience)."
     )
@@ -64,6 +69,12 @@ class JobCreate(BaseModel):
         "networks (jobs and curve sessions with this search id), learning from each one that has finished.",
     )
     label: str | None = Field(None, max_length=256, description="Free text shown back with the job.")
+
+    @model_validator(mode="after")
+    def _default_policy(self) -> "JobCreate":
+        if self.policy is None:
+            self.policy = default_policy(self.search_id is not None)
+        return self
 
 
 class JobBatchCreate(BaseModel):

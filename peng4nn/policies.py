@@ -23,6 +23,8 @@ from peng4nn.analyzer import (
 )
 
 __all__ = [
+    "DEFAULT_LONE_POLICY",
+    "DEFAULT_SEARCH_POLICY",
     "POLICIES",
     "POLICY_NAMES",
     "FixedBudgetPolicy",
@@ -31,6 +33,7 @@ __all__ = [
     "PolicyConfigError",
     "PredictionAnalyzer",
     "StoppingPolicy",
+    "default_policy",
     "make_policy",
     "make_policy_factory",
 ]
@@ -211,6 +214,18 @@ SEARCH_POLICIES: dict[str, Callable[..., Callable[..., StoppingPolicy]]] = {
     "adaptive": _adaptive_population,
 }
 
+#: The default for a network of a search (a replayed file, a job with a search_id, a session with a
+#: search): it ranks against the search and dominates `paper` on the evaluation runs (docs/ADAPTIVE.md).
+DEFAULT_SEARCH_POLICY = "adaptive"
+#: The default for a lone network: with nothing to rank against, adaptive's single-model rule ranks
+#: worse than `paper` on the evaluation runs (docs/ADAPTIVE.md, "Defaults").
+DEFAULT_LONE_POLICY = "paper"
+
+
+def default_policy(in_search: bool) -> str:
+    """The policy used when the caller names none: the one rule for the CLI, the API and the SDK."""
+    return DEFAULT_SEARCH_POLICY if in_search else DEFAULT_LONE_POLICY
+
 
 def _validated(settings_cls: type[BaseModel], values: dict[str, Any], owner: str):
     try:
@@ -242,7 +257,7 @@ def make_policy(
 
 
 def make_policy_factory(
-    name: str = "paper",
+    name: str = DEFAULT_SEARCH_POLICY,
     *,
     estimator: EstimatorSettings | dict | None = None,
     num_classes: int | None = None,

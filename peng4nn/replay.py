@@ -24,7 +24,7 @@ import numpy as np
 from peng4nn import metrics
 from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings, PredictionAnalyzer, Reason, StoppingPolicy
 from peng4nn.curve import MIN_POINTS, PrefixFitCache
-from peng4nn.policies import SEARCH_POLICIES, make_policy, make_policy_factory
+from peng4nn.policies import DEFAULT_SEARCH_POLICY, SEARCH_POLICIES, make_policy, make_policy_factory
 
 __all__ = [
     "REQUIRED_COLUMNS",
@@ -285,7 +285,7 @@ def baseline_monitor(curves: Sequence[RecordedCurve]) -> str:
 
 
 def policy_factory(
-    name: str = "paper",
+    name: str = DEFAULT_SEARCH_POLICY,
     *,
     estimator: EstimatorSettings | dict | None = None,
     backend: str = "fast",

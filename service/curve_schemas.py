@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from peng4nn.analyzer import Decision, EstimatorSettings, Reason
+from peng4nn.policies import default_policy
 
 #: Most points one POST may carry (a whole e_max=20, E=0.5 curve is 40).
 MAX_POINTS_PER_POST = 1000
@@ -29,8 +30,11 @@ class CurveCreate(BaseModel):
         None, ge=2, le=1_000_000, description="Classes of the task: sets the never-learn threshold."
     )
     label: str | None = Field(None, max_length=256, description="Free text shown back with the session.")
-    policy: str = Field("paper", min_length=1, max_length=32,
-                        description="Stopping policy: paper, menndl, patience, fixed or adaptive.")
+    policy: str | None = Field(
+        None, min_length=1, max_length=32,
+        description="Stopping policy: paper, menndl, patience, fixed or adaptive. Default: adaptive when search is "
+        "given (the network is ranked against its search), else paper.",
+    )
     policy_params: dict[str, float | int | str | bool] = Field(
         default_factory=dict, description="Extra keyword arguments of the policy (e.g. top for adaptive)."
     )
@@ -39,6 +43,12 @@ class CurveCreate(BaseModel):
         description="The search this network belongs to: the adaptive policy ranks it against the search's other "
         "networks (sessions and jobs with this search id), learning from each one that has finished.",
     )
+
+    @model_validator(mode="after")
+    def _default_policy(self) -> "CurveCreate":
+        if self.policy is None:
+            self.policy = default_policy(self.search is not None)
+        return self
 
 
 class CurveCreated(BaseModel):

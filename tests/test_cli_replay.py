@@ -43,7 +43,7 @@ def curves_file(tmp_path, header="model_id,epoch,val_acc", step=1.0, models=("a"
 
 @needs_sample
 def test_json_is_one_object_of_the_issues_shape(capsys):
-    code, out, err = run_cli(capsys, SAMPLE, "--num-classes", 100, "--json")
+    code, out, err = run_cli(capsys, SAMPLE, "--num-classes", 100, "--policy", "paper", "--json")
     assert code == 0
     doc = json.loads(out)  # exactly one JSON document on stdout
     assert set(doc) == {"summary", "models"}
@@ -56,6 +56,15 @@ def test_json_is_one_object_of_the_issues_shape(capsys):
     assert doc["models"] == [o.to_dict() for o in outcomes]
     assert doc["summary"] == summarize(outcomes)
     assert isinstance(doc["summary"]["n_models"], int) and 0 <= doc["summary"]["epochs_saved_mean"] <= 1
+
+
+def test_the_default_policy_is_adaptive_because_a_file_is_one_search(tmp_path, capsys):
+    path = curves_file(tmp_path)
+    _, default, _ = run_cli(capsys, path, "--json")
+    _, named, _ = run_cli(capsys, path, "--json", "--policy", "adaptive")
+    assert json.loads(default) == json.loads(named)
+    _, table, _ = run_cli(capsys, path)
+    assert "policy: adaptive;" in table
 
 
 @needs_sample
@@ -73,7 +82,7 @@ def test_json_models_carry_the_stopping_interval(capsys):
 
 @needs_sample
 def test_table_names_models_baseline_and_inferred_E(capsys):
-    code, out, _ = run_cli(capsys, SAMPLE, "--num-classes", 100)
+    code, out, _ = run_cli(capsys, SAMPLE, "--num-classes", 100, "--policy", "paper")
     assert code == 0
     assert "2021_02_15_13_55_26_539263" in out and "converged" in out
     assert "baseline: MENNDL rule on train_loss" in out
@@ -110,8 +119,8 @@ def test_baseline_policies_by_name(tmp_path, capsys):
 
 @needs_sample
 def test_scipy_backend_gives_the_same_decisions_on_the_sample(capsys):
-    _, fast, _ = run_cli(capsys, SAMPLE, "--json", "--num-classes", 100)
-    _, ref, _ = run_cli(capsys, SAMPLE, "--json", "--num-classes", 100, "--backend", "scipy")
+    _, fast, _ = run_cli(capsys, SAMPLE, "--json", "--num-classes", 100, "--policy", "paper")
+    _, ref, _ = run_cli(capsys, SAMPLE, "--json", "--num-classes", 100, "--policy", "paper", "--backend", "scipy")
     fast, ref = json.loads(fast)["models"], json.loads(ref)["models"]
     assert [m["stop_epoch"] for m in fast] == [m["stop_epoch"] for m in ref]
     assert [m["estimate"] for m in fast] == pytest.approx([m["estimate"] for m in ref], abs=1e-3)
@@ -122,7 +131,7 @@ def test_scipy_backend_gives_the_same_decisions_on_the_sample(capsys):
     [
         (["--N", "0"], "invalid estimator setting N"),
         (["--policy", "nope"], "'policy' parameter must be one of"),
-        (["--k", "2"], "policy 'paper' takes its parameters from the estimator settings"),
+        (["--policy", "paper", "--k", "2"], "policy 'paper' takes its parameters from the estimator settings"),
         (["--policy", "patience", "--patience", "-1"], "'patience' parameter"),
         (["--num-classes", "1"], "--num-classes must be at least 2"),
         (["--e-max", "0.1", "--E", "0.5"], "e_max must be at least E"),

@@ -81,6 +81,15 @@ def test_session_lifecycle(api, curves):
         assert http.post("/v1/curves").status_code == 201  # every field optional, no body at all
 
 
+def test_the_default_policy_is_adaptive_in_a_search_and_paper_alone(api):
+    server = api()
+    with server.client() as http:
+        ids = [open_curve(http, search="s-default"), open_curve(http), open_curve(http, search="s-default",
+                                                                                policy="paper")]
+        policies = [http.get(f"/v1/curves/{curve_id}").json()["policy"] for curve_id in ids]
+    assert policies == ["adaptive", "paper", "paper"]
+
+
 def test_decisions_equal_the_library_policy(api, curves):
     server = api()
     with server.client() as http:

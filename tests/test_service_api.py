@@ -31,6 +31,16 @@ def test_submit_answers_202_with_id_links_and_cost(api, redis_conn):
     assert Queue("peng4nn", connection=redis_conn).count == 1  # really enqueued on RQ
 
 
+def test_the_default_policy_is_adaptive_in_a_search_and_paper_alone(api):
+    server = api()
+    with server.client() as http:
+        in_search = http.post("/v1/jobs", json=tiny_job(search_id="s-default")).json()
+        alone = http.post("/v1/jobs", json=tiny_job()).json()
+        named = http.post("/v1/jobs", json=tiny_job(search_id="s-default", policy="paper")).json()
+        policies = [http.get(f"/v1/jobs/{job['id']}").json()["policy"] for job in (in_search, alone, named)]
+    assert policies == ["adaptive", "paper", "paper"]
+
+
 def test_batch_keeps_order_and_is_all_or_nothing(api, redis_conn):
     server = api()
     with server.client() as http:

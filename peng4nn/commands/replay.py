@@ -33,7 +33,8 @@ def add_parser(subparsers) -> None:
         ),
     )
     p.add_argument("curves", metavar="CURVES.csv", help="recorded curves; rows of a model consecutive, in epoch order")
-    p.add_argument("--policy", default="paper", help="paper (default), menndl, patience, fixed or adaptive")
+    p.add_argument("--policy", default=None,
+                   help="adaptive (default: the file is one search, in order), paper, menndl, patience or fixed")
     p.add_argument("--backend", default="fast", choices=("fast", "scipy"), help="curve-fitting back-end (default fast)")
     p.add_argument("--num-classes", type=int, default=DEFAULT_NUM_CLASSES,
                    help=f"classes of the task, for the never-learn marker 100/classes+1 (default {DEFAULT_NUM_CLASSES})")
@@ -65,9 +66,10 @@ def run(args: argparse.Namespace) -> int:
     from peng4nn.analyzer import EstimatorSettings
     from peng4nn.cli import CliError
     from peng4nn.metrics import summarize
-    from peng4nn.policies import PolicyConfigError
+    from peng4nn.policies import PolicyConfigError, default_policy
     from peng4nn.replay import CurveFileError, ReplayError, baseline_monitor, infer_epoch_step, policy_factory, read_curves, replay
 
+    args.policy = args.policy or default_policy(in_search=True)
     options = {field: getattr(args, dest) for dest, field in _ESTIMATOR_OPTIONS.items() if getattr(args, dest) is not None}
     params = {name: getattr(args, name) for name in _POLICY_OPTIONS if getattr(args, name) is not None}
     if args.num_classes < 2:
