@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import glob
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,14 @@ def evaluate(curves, factory, e_max: float) -> dict:
 
 def _covers(interval, value: float) -> bool:
     return interval[0] - 1e-9 <= value <= interval[1] + 1e-9
+
+
+def _whole_epochs(curve):
+    """The curve as if validated once per epoch: only its points at whole epochs."""
+    keep = np.isclose(curve.epochs, np.round(curve.epochs)) & (curve.epochs >= 1)
+    pick = (lambda column: None if column is None else column[keep])
+    return replace(curve, epochs=curve.epochs[keep], val_acc=curve.val_acc[keep], val_loss=pick(curve.val_loss),
+                   train_loss=pick(curve.train_loss), lines=None)
 
 
 def policies(estimator: dict, num_classes: int, adaptive_params: dict):
@@ -123,6 +132,8 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=None)
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="an adaptive setting to override, e.g. --param warmup_models=20 (repeatable)")
+    ap.add_argument("--whole-epochs", action="store_true",
+                    help="keep only the points at whole epochs of every curve file (E = 1, like per-epoch logs)")
     ap.add_argument("--no-fixed", dest="fixed", action="store_false",
                     help="do not print the fixed-budget curve k = 1..e_max of every set (it is still computed)")
     args = ap.parse_args(argv)
@@ -134,14 +145,14 @@ def main(argv=None) -> int:
     for set_name in [s for s in args.sets.split(",") if s]:
         spec = POPULATIONS[set_name]
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            from dataclasses import replace
-
             curves = generate_population(replace(spec, n_models=args.models), seed=seed)
             res = report(f"{set_name} seed {seed}", curves, spec.num_classes, args.e_max, params, args.fixed)
             rows.append((f"{set_name}/{seed}", res))
     files = args.csv if args.csv is not None else [str(SAMPLE), *sorted(glob.glob(str(ROOT / "docs/results/*/curves.csv")))]
     for path in files:
         curves = read_curves(path)
+        if args.whole_epochs:
+            curves = [_whole_epochs(c) for c in curves]
         num_classes = 100 if "cifar100" in path else 10
         res = report(path, curves, num_classes, args.e_max, params, args.fixed)
         rows.append((Path(path).parent.name if Path(path).name == "curves.csv" else Path(path).stem, res))

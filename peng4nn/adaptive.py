@@ -127,6 +127,9 @@ class CalibratedEstimate:
     upper: float
     calibrated: bool
     fit: CurveInterval | None
+    #: The two parts of `upper` (None when uncalibrated): the conformal bound and the dominance bound.
+    conformal_upper: float | None = None
+    dominance_upper: float | None = None
 
 
 @dataclass
@@ -378,11 +381,16 @@ class AdaptivePopulation:
             )
             if raw is None:
                 continue
-            width = max(raw.hi - raw.lo, WIDTH_FLOOR)
+            width = _residual_scale(raw)
             key = _epoch_key(float(ref.epochs[i]), E)
             self._by_epoch.setdefault(key, _EpochReferences()).add(
                 (final - raw.estimate) / width, float(running_best[i]), final
             )
+
+
+def _residual_scale(raw: CalibratedEstimate) -> float:
+    """What a reference's residual is measured in, so references with different widths compare."""
+    return max(raw.hi - raw.lo, WIDTH_FLOOR)
 
 
 def nominal_estimate(epochs, accs, e_max: float, level: float, sigma0: float) -> CalibratedEstimate | None:
@@ -457,7 +465,7 @@ class AdaptivePolicy(StoppingPolicy):
         if refs is None:
             return raw
         best = float(accs.max())
-        width = max(raw.hi - raw.lo, WIDTH_FLOOR)
+        width = _residual_scale(raw)
         alpha = 1.0 - self.settings.level
 
         def at(q: float) -> float:
@@ -466,8 +474,11 @@ class AdaptivePolicy(StoppingPolicy):
         mid = min(max(raw.estimate + float(np.median(refs.scores)) * width, best), 100.0)
         # Never narrower than the curve's own interval: few references make conformal quantiles optimistic.
         lo, hi = min(at(alpha / 2), raw.lo), max(at(1.0 - alpha / 2), raw.hi)
-        upper = max(at(self.settings.stop_level), refs.dominated_max(best) if self.settings.dominance else best)
-        return CalibratedEstimate(mid, min(lo, mid), max(hi, mid), upper, True, raw.fit)
+        conformal_upper = at(self.settings.stop_level)
+        dominance_upper = refs.dominated_max(best) if self.settings.dominance else best
+        upper = max(conformal_upper, dominance_upper)
+        return CalibratedEstimate(mid, min(lo, mid), max(hi, mid), upper, True, raw.fit, conformal_upper,
+                                  dominance_upper)
 
     def _track_bloom(self) -> None:
         """Note whether the curve was flat at its first decision point and, if so, where it left chance level."""
