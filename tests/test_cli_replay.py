@@ -129,13 +129,15 @@ def test_scipy_backend_gives_the_same_decisions_on_the_sample(capsys):
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["--N", "0"], "invalid estimator setting N"),
+        (["--policy", "paper", "--N", "0"], "invalid estimator setting N"),
         (["--policy", "nope"], "'policy' parameter must be one of"),
         (["--policy", "paper", "--k", "2"], "policy 'paper' takes its parameters from the estimator settings"),
         (["--policy", "patience", "--patience", "-1"], "'patience' parameter"),
         (["--num-classes", "1"], "--num-classes must be at least 2"),
         (["--e-max", "0.1", "--E", "0.5"], "e_max must be at least E"),
-        (["--loss-check"], "--loss-check needs a val_loss column"),
+        (["--policy", "paper", "--loss-check"], "--loss-check needs a val_loss column"),
+        (["--t", "0.3"], "--t applies only to the paper's rule; add --policy paper (the policy is 'adaptive' by default)"),
+        (["--policy", "fixed", "--N", "2", "--window", "median"], "--N, --window apply only to the paper's rule"),
         (["--policy", "menndl", "--monitor", "train_loss"], "--monitor train_loss needs a train_loss column"),
     ],
 )

@@ -20,6 +20,8 @@ _ESTIMATOR_OPTIONS = {  # option dest -> EstimatorSettings field
     "never_learn": "never_learn",
     "window": "window",
 }
+#: Estimator settings that only Algorithm 2 reads (the others: E, e_max, c_min, never_learn).
+_PAPER_ONLY = ("N", "t", "loss_check", "L", "window")
 _POLICY_OPTIONS = ("patience", "min_delta", "k", "monitor", "top", "budget")
 
 
@@ -69,8 +71,14 @@ def run(args: argparse.Namespace) -> int:
     from peng4nn.policies import PolicyConfigError, default_policy
     from peng4nn.replay import CurveFileError, ReplayError, baseline_monitor, infer_epoch_step, policy_factory, read_curves, replay
 
+    args.policy_defaulted = args.policy is None
     args.policy = args.policy or default_policy(in_search=True)
     options = {field: getattr(args, dest) for dest, field in _ESTIMATOR_OPTIONS.items() if getattr(args, dest) is not None}
+    paper_only = [f"--{name.replace('_', '-')}" for name in _PAPER_ONLY if name in options]
+    if paper_only and args.policy != "paper":
+        verb = "applies" if len(paper_only) == 1 else "apply"
+        raise CliError(f"{', '.join(paper_only)} {verb} only to the paper's rule; add --policy paper "
+                       f"(the policy is {args.policy!r}{' by default' if args.policy_defaulted else ''})")
     params = {name: getattr(args, name) for name in _POLICY_OPTIONS if getattr(args, name) is not None}
     if args.num_classes < 2:
         raise CliError(f"--num-classes must be at least 2; got {args.num_classes}")
