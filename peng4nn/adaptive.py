@@ -395,7 +395,7 @@ def _residual_scale(raw: CalibratedEstimate) -> float:
 
 def nominal_estimate(epochs, accs, e_max: float, level: float, sigma0: float) -> CalibratedEstimate | None:
     """The curve interval turned into an interval for the best accuracy up to e_max (uncalibrated)."""
-    ci = curve_interval(epochs, accs, e_max, level=level, sigma0=sigma0, nu0=DEFAULT_NU0)
+    ci = curve_interval(epochs, accs, e_max, level=level, sigma0=sigma0, nu0=DEFAULT_NU0, ceiling=100.0)
     if ci is None:
         return None
     best = float(np.max(accs))

@@ -107,11 +107,16 @@ def curve_interval(
     level: float = DEFAULT_LEVEL,
     sigma0: float = DEFAULT_SIGMA0,
     nu0: float = DEFAULT_NU0,
+    ceiling: float | None = None,
 ) -> CurveInterval | None:
     """Profile-likelihood interval for f(target_epoch); None with fewer than 3 points.
 
     `level` is the two-sided nominal coverage. With nu0 = 0 the noise is the curve's own
     residual variance only (needs 4+ points), the classical F-based profile interval.
+    `ceiling` bounds the value (100 for an accuracy): the fit and the interval are those of the
+    family restricted to f(target_epoch) <= ceiling. Clipping an unrestricted interval instead
+    turns a steep early curve, whose straight-line extrapolation passes 100, into a certain
+    [100, 100]; restricted, it gets the lower end the data allow.
     """
     x = np.asarray(epochs, dtype=float)
     y = np.asarray(accuracies, dtype=float)
@@ -143,6 +148,13 @@ def curve_interval(
     # Var factor of theta = c^T (X^T X)^-1 c with c = (1, h_t).
     v = (shh - 2.0 * h_t * sh + n * h_t * h_t) / det
 
+    if ceiling is not None:
+        # Restricted to theta <= ceiling: a rate whose free fit passes the ceiling fits best at it.
+        over = theta > ceiling
+        ssr = np.where(over, ssr + (theta - ceiling) ** 2 / np.maximum(v, 1e-300), ssr)
+        theta_fit = np.minimum(theta, ceiling)
+    else:
+        theta_fit = theta
     best = int(np.argmin(ssr))
     ssr_min = float(ssr[best])
     if not math.isfinite(ssr_min):
@@ -152,13 +164,20 @@ def curve_interval(
         return None
     sigma2 = (nu0 * sigma0 * sigma0 + ssr_min) / dof
     delta = sigma2 * _f_quantile(level, dof)
-    slack = ssr_min + delta - ssr
+    # For each rate, the thetas whose restricted SSR is within delta of the best: theta_hat +- reach,
+    # where SSR(theta) = SSR_free + (theta - theta_hat)^2 / v (SSR_free: the rate's unrestricted fit).
+    ssr_free = np.maximum(syy - alpha * sy - beta * shy, 0.0)
+    slack = ssr_min + delta - np.where(ok, ssr_free, np.inf)
     inside = slack >= 0
     reach = np.sqrt(np.where(inside, slack, 0.0) * np.maximum(v, 0.0))
-    lo = float(np.min(np.where(inside, theta - reach, np.inf)))
-    hi = float(np.max(np.where(inside, theta + reach, -np.inf)))
+    lows, highs = theta - reach, theta + reach
+    if ceiling is not None:
+        inside &= lows <= ceiling
+        highs = np.minimum(highs, ceiling)
+    lo = float(np.min(np.where(inside, lows, np.inf)))
+    hi = float(np.max(np.where(inside, highs, -np.inf)))
     return CurveInterval(
-        estimate=float(theta[best]),
+        estimate=float(theta_fit[best]),
         lo=lo,
         hi=hi,
         target_epoch=float(target_epoch),

@@ -76,6 +76,18 @@ def test_interval_is_finite_from_three_points_and_shrinks_with_data():
     assert widths == sorted(widths, reverse=True)
 
 
+def test_a_steep_early_curve_gets_a_real_interval_under_the_100_ceiling_not_a_certain_100():
+    epochs, accs = [0.5, 1.0, 1.5, 2.0], [20.0, 38.0, 55.0, 71.0]  # a line that passes 100 well before e_max
+    free = curve_interval(epochs, accs, 20.0)
+    assert free.estimate > 100 and free.lo > 100  # clipping this to [0, 100] would read as "certainly 100"
+    capped = curve_interval(epochs, accs, 20.0, ceiling=100.0)
+    assert capped.hi <= 100.0 and capped.estimate <= 100.0
+    assert capped.lo < 95.0  # the data allow curves that bend well below the ceiling
+    mild = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0], [60.0, 75.0, 83.0, 88.0, 90.5, 92.0]
+    a, b = curve_interval(*mild, 20.0), curve_interval(*mild, 20.0, ceiling=100.0)
+    assert (a.estimate, a.lo, a.hi) == pytest.approx((b.estimate, b.lo, b.hi))  # below the ceiling: unchanged
+
+
 def test_every_decision_with_an_estimate_carries_an_interval_around_it():
     pop, _ = warm_population()
     decisions = run(pop(), curve("x", 30, 85, 0.5, noise=0.5))
