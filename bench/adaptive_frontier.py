@@ -22,7 +22,7 @@ from peng4nn.replay import infer_epoch_step, policy_factory, read_curves, replay
 from peng4nn.synthetic_curves import POPULATIONS, generate_population
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT.parent / "shared" / "data" / "penguin-cifar100-sample.csv"
+SAMPLE = ROOT / "examples" / "data" / "penguin-cifar100-sample.csv"
 CHANCE = 10.0  # generated populations have 10 classes
 
 

@@ -14,8 +14,7 @@ from peng4nn.metrics import summarize
 from peng4nn.replay import policy_factory, read_curves, replay
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / ".." / "shared" / "data" / "penguin-cifar100-sample.csv"
-needs_sample = pytest.mark.skipif(not SAMPLE.exists(), reason=f"sample curves not found at {SAMPLE}")
+SAMPLE = ROOT / "examples" / "data" / "penguin-cifar100-sample.csv"  # the shipped copy of ../shared/data/
 
 MODEL_KEYS = {"model_id", "stop_epoch", "estimate", "converged", "baseline_stop_epoch", "actual_max", "interval"}
 SUMMARY_KEYS = {"n_models", "epochs_saved_mean", "throughput_gain", "overlap", "mean_acc_diff", "regret_at_1"}
@@ -41,7 +40,6 @@ def curves_file(tmp_path, header="model_id,epoch,val_acc", step=1.0, models=("a"
     return path
 
 
-@needs_sample
 def test_json_is_one_object_of_the_issues_shape(capsys):
     code, out, err = run_cli(capsys, SAMPLE, "--num-classes", 100, "--policy", "paper", "--json")
     assert code == 0
@@ -67,7 +65,6 @@ def test_the_default_policy_is_adaptive_because_a_file_is_one_search(tmp_path, c
     assert "policy: adaptive;" in table
 
 
-@needs_sample
 def test_json_models_carry_the_stopping_interval(capsys):
     code, out, _ = run_cli(capsys, SAMPLE, "--num-classes", 100, "--policy", "adaptive", "--json")
     assert code == 0
@@ -80,7 +77,6 @@ def test_json_models_carry_the_stopping_interval(capsys):
     assert [m["interval"] for m in models] == [list(o.interval) for o in outcomes]
 
 
-@needs_sample
 def test_table_names_models_baseline_and_inferred_E(capsys):
     code, out, _ = run_cli(capsys, SAMPLE, "--num-classes", 100, "--policy", "paper")
     assert code == 0
@@ -117,7 +113,6 @@ def test_baseline_policies_by_name(tmp_path, capsys):
     assert code == 0 and len(json.loads(out)["models"]) == 3
 
 
-@needs_sample
 def test_scipy_backend_gives_the_same_decisions_on_the_sample(capsys):
     _, fast, _ = run_cli(capsys, SAMPLE, "--json", "--num-classes", 100, "--policy", "paper")
     _, ref, _ = run_cli(capsys, SAMPLE, "--json", "--num-classes", 100, "--policy", "paper", "--backend", "scipy")

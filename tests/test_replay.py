@@ -22,8 +22,7 @@ from peng4nn.replay import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / ".." / "shared" / "data" / "penguin-cifar100-sample.csv"
-needs_sample = pytest.mark.skipif(not SAMPLE.exists(), reason=f"sample curves not found at {SAMPLE}")
+SAMPLE = ROOT / "examples" / "data" / "penguin-cifar100-sample.csv"  # the shipped copy of ../shared/data/
 
 HEADER = "model_id,epoch,val_acc,val_loss,train_loss\n"
 
@@ -45,7 +44,6 @@ def rows(model, accs, start=0.5, step=0.5, losses=True):
 # ---------------------------------------------------------------- reading
 
 
-@needs_sample
 def test_reads_the_sample():
     curves = read_curves(SAMPLE)
     assert [len(c) for c in curves] == [80, 80, 80]
@@ -168,7 +166,6 @@ def menndl_by_hand(epochs, train_loss, e_max=20.0, patience=10.0):
     return epochs[-1]
 
 
-@needs_sample
 def test_sample_replay_matches_the_rule_worked_by_hand():
     curves = read_curves(SAMPLE)
     outcomes = replay(curves, policy_factory("paper", num_classes=100), e_max=20)
@@ -188,7 +185,6 @@ def test_sample_replay_matches_the_rule_worked_by_hand():
     assert [o.baseline_stop_epoch for o in outcomes] == [20.0, 20.0, 20.0]
 
 
-@needs_sample
 def test_batched_fits_decide_exactly_like_single_fits():
     curves = read_curves(SAMPLE)
     cached = replay(curves, policy_factory("paper", num_classes=100, estimator={"t": 0.05}))
@@ -199,7 +195,6 @@ def test_batched_fits_decide_exactly_like_single_fits():
         assert [d.prediction for d in a.decisions] == pytest.approx([d.prediction for d in b.decisions], abs=1e-9)
 
 
-@needs_sample
 @pytest.mark.parametrize("name, params, stops", [("fixed", {"k": 1}, [1.0] * 3), ("menndl", {}, [20.0] * 3)])
 def test_baseline_policies_replay(name, params, stops):
     outcomes = replay(read_curves(SAMPLE), policy_factory(name, **params))

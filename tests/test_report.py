@@ -12,7 +12,7 @@ from peng4nn.cli import main
 from peng4nn.replay import read_curves
 from peng4nn.report import build_report, fixed_budget_curve
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "penguin-cifar100-sample.csv"
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data" / "penguin-cifar100-sample.csv"  # the shipped copy of ../shared/data/
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIGURES = ("fig4", "fig5", "fig7", "fig8", "frontier")
 
