@@ -12,10 +12,10 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from peng4nn.analyzer import EstimatorSettings
-from peng4nn.policies import default_policy
+from peng4nn.policies import default_policy, require_search
 from peng4nn.spec import ArchSpec
 
 
@@ -64,11 +64,18 @@ class JobCreate(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Overrides architecture.training.seed.")
     shadow: bool = Field(False, description="Train to e_max anyway, recording where the engine would have stopped.")
     search_id: str | None = Field(
-        None, max_length=128,
+        None, max_length=128, validate_default=True,
         description="Groups jobs of one search: the adaptive policy ranks the job against the search's other "
-        "networks (jobs and curve sessions with this search id), learning from each one that has finished.",
+        "networks (jobs and curve sessions with this search id), learning from each one that has finished. "
+        "Required with policy adaptive.",
     )
     label: str | None = Field(None, max_length=256, description="Free text shown back with the job.")
+
+    @field_validator("search_id")
+    @classmethod
+    def _search_for_search_policies(cls, value: str | None, info: ValidationInfo) -> str | None:
+        require_search(info.data.get("policy"), value, "search_id")
+        return value
 
     @model_validator(mode="after")
     def _default_policy(self) -> "JobCreate":

@@ -34,6 +34,7 @@ __all__ = [
     "PredictionAnalyzer",
     "StoppingPolicy",
     "default_policy",
+    "require_search",
     "make_policy",
     "make_policy_factory",
 ]
@@ -220,6 +221,14 @@ DEFAULT_SEARCH_POLICY = "adaptive"
 #: The default for a lone network: with nothing to rank against, adaptive's single-model rule ranks
 #: worse than `paper` on the evaluation runs (docs/ADAPTIVE.md, "Defaults").
 DEFAULT_LONE_POLICY = "paper"
+
+
+def require_search(policy: str | None, search: str | None, field: str) -> None:
+    """A population-aware policy over the API needs its search: alone it would silently fall back to a
+    single-model rule that ranks worse than `paper` (docs/ADAPTIVE.md), so this is an error instead."""
+    if policy in SEARCH_POLICIES and search is None:
+        raise ValueError(f"policy {policy!r} ranks a network against the other networks of its search: give "
+                         f"{field} (any name shared by the search's networks), or use policy 'paper' for a lone network")
 
 
 def default_policy(in_search: bool) -> str:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from peng4nn.analyzer import Decision, EstimatorSettings, Reason
-from peng4nn.policies import default_policy
+from peng4nn.policies import default_policy, require_search
 
 #: Most points one POST may carry (a whole e_max=20, E=0.5 curve is 40).
 MAX_POINTS_PER_POST = 1000
@@ -39,10 +39,17 @@ class CurveCreate(BaseModel):
         default_factory=dict, description="Extra keyword arguments of the policy (e.g. top for adaptive)."
     )
     search: str | None = Field(
-        None, min_length=1, max_length=128,
+        None, min_length=1, max_length=128, validate_default=True,
         description="The search this network belongs to: the adaptive policy ranks it against the search's other "
-        "networks (sessions and jobs with this search id), learning from each one that has finished.",
+        "networks (sessions and jobs with this search id), learning from each one that has finished. "
+        "Required with policy adaptive.",
     )
+
+    @field_validator("search")
+    @classmethod
+    def _search_for_search_policies(cls, value: str | None, info: ValidationInfo) -> str | None:
+        require_search(info.data.get("policy"), value, "search")
+        return value
 
     @model_validator(mode="after")
     def _default_policy(self) -> "CurveCreate":

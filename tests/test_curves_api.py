@@ -199,6 +199,9 @@ def test_bad_session_settings_are_422(api):
         assert response.status_code == 422 and "e_max must be at least E" in response.text
         response = http.post("/v1/curves", json={"num_classes": 1})
         assert response.status_code == 422 and response.json()["errors"][0]["loc"] == ["body", "num_classes"]
+        response = http.post("/v1/curves", json={"policy": "adaptive"})  # adaptive ranks against a search
+        assert response.status_code == 422 and response.json()["errors"][0]["loc"] == ["body", "search"]
+        assert "give search" in response.json()["detail"]
 
 
 def test_concurrent_posts_to_one_session_never_lose_or_reorder_points(api, curves):

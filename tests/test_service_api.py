@@ -78,6 +78,7 @@ def test_list_filters_by_status_and_paginates(api):
     (lambda b: b["architecture"]["layers"][1].update(type="softplus"), ["body", "architecture", "layers", 1], "softplus"),
     (lambda b: b.update(colour="red"), ["body", "colour"], "unknown field"),
     (lambda b: b.update(policy="oracle"), ["body", "policy"], "oracle"),
+    (lambda b: b.update(policy="adaptive"), ["body", "search_id"], "give search_id"),
     (lambda b: b.update(policy="patience", policy_params={"patience": -1}), ["body", "policy_params"], "patience"),
     (lambda b: b.update(estimator={"E": 1.0, "e_max": 0.5}), ["body", "estimator"], "e_max must be at least E"),
     (lambda b: b["architecture"]["layers"].pop(), ["body", "architecture", "layers"], "must end with shape (10,)"),
