@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -81,6 +81,8 @@ class RecordedCurve:
     first_line: int = 0
     #: Line of each point, when read from a file.
     lines: tuple[int, ...] | None = None
+    #: Whether the file gave accuracy as fractions and val_acc was scaled to percent (see `read_curves`).
+    scaled_from_fraction: bool = False
 
     def __len__(self) -> int:
         return len(self.epochs)
@@ -195,6 +197,9 @@ def read_curves(path: str | Path, *, c_min: int = MIN_POINTS) -> list[RecordedCu
     other columns ignored); every used value a finite number; epoch > 0 and strictly
     increasing within a model; val_acc a percentage in [0, 100]; one model's rows
     consecutive; at least `c_min` points per model; at least one model. Blank lines are skipped.
+    A file whose every val_acc is at most 1 holds fractions (a percent file like that would be a
+    search where nothing ever learned): its accuracies are scaled to percent and every curve says
+    so (`scaled_from_fraction`), for the caller to tell the user.
     """
     path = Path(path)
     try:
@@ -250,7 +255,12 @@ def read_curves(path: str | Path, *, c_min: int = MIN_POINTS) -> list[RecordedCu
     if current is None:
         raise CurveFileError(path, 2, None, "no data rows after the header")
     curves.append(_finished(current, c_min, path))
+    if max(float(np.max(c.val_acc)) for c in curves) <= 1.0:
+        curves = [replace(c, val_acc=c.val_acc * 100.0, scaled_from_fraction=True) for c in curves]
     return curves
+
+
+FRACTION_NOTE = "val_acc holds fractions (every value is at most 1): read as percent after multiplying by 100"
 
 
 def _field(fields: list[str], i: int) -> str | None:

@@ -56,6 +56,20 @@ def test_json_is_one_object_of_the_issues_shape(capsys):
     assert isinstance(doc["summary"]["n_models"], int) and 0 <= doc["summary"]["epochs_saved_mean"] <= 1
 
 
+def test_accuracy_given_as_fractions_is_scaled_to_percent_and_said(tmp_path, capsys):
+    percent = curves_file(tmp_path)
+    lines = percent.read_text().splitlines()
+    fractions = tmp_path / "fractions.csv"
+    fractions.write_text("\n".join([lines[0]] + [f"{m},{e},{float(a) / 100:.5f}" for m, e, a in
+                                                (row.split(",") for row in lines[1:])]) + "\n")
+    _, want, _ = run_cli(capsys, percent, "--json")
+    code, got, err = run_cli(capsys, fractions, "--json")
+    assert code == 0 and "val_acc holds fractions" in err and str(fractions) in err
+    assert json.loads(got)["summary"] == json.loads(want)["summary"]
+    assert all(c.scaled_from_fraction for c in read_curves(fractions))
+    assert not any(c.scaled_from_fraction for c in read_curves(percent))
+
+
 def test_the_default_policy_is_adaptive_because_a_file_is_one_search(tmp_path, capsys):
     path = curves_file(tmp_path)
     _, default, _ = run_cli(capsys, path, "--json")
