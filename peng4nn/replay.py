@@ -81,8 +81,8 @@ class RecordedCurve:
     first_line: int = 0
     #: Line of each point, when read from a file.
     lines: tuple[int, ...] | None = None
-    #: Whether the file gave accuracy as fractions and val_acc was scaled to percent (see `read_curves`).
-    scaled_from_fraction: bool = False
+    #: What `read_curves` did to the file's values that the user should hear about (the same on every curve).
+    file_notes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.epochs)
@@ -198,8 +198,9 @@ def read_curves(path: str | Path, *, c_min: int = MIN_POINTS) -> list[RecordedCu
     increasing within a model; val_acc a percentage in [0, 100]; one model's rows
     consecutive; at least `c_min` points per model; at least one model. Blank lines are skipped.
     A file whose every val_acc is at most 1 holds fractions (a percent file like that would be a
-    search where nothing ever learned): its accuracies are scaled to percent and every curve says
-    so (`scaled_from_fraction`), for the caller to tell the user.
+    search where nothing ever learned): its accuracies are scaled to percent. Rows at epoch 0 (an
+    evaluation before training) are skipped. Either is said in every curve's `file_notes`, for the
+    caller to tell the user.
     """
     path = Path(path)
     try:
@@ -223,6 +224,7 @@ def read_curves(path: str | Path, *, c_min: int = MIN_POINTS) -> list[RecordedCu
             curves: list[RecordedCurve] = []
             seen: dict[str, int] = {}
             current: _CurveBuilder | None = None
+            before_training = 0
             for fields in reader:
                 line = reader.line_num
                 if not fields or all(not f.strip() for f in fields):
@@ -231,7 +233,10 @@ def read_curves(path: str | Path, *, c_min: int = MIN_POINTS) -> list[RecordedCu
                 if not model_id:
                     raise CurveFileError(path, line, None, "model_id is missing")
                 row = {c: _number(_field(fields, index[c]), c, path, line, model_id) for c in numeric}
-                if row["epoch"] <= 0:
+                if row["epoch"] == 0:
+                    before_training += 1
+                    continue
+                if row["epoch"] < 0:
                     raise CurveFileError(path, line, model_id, f"epoch must be positive; got {row['epoch']:g}")
                 if not 0.0 <= row["val_acc"] <= 100.0:
                     raise CurveFileError(
@@ -255,8 +260,15 @@ def read_curves(path: str | Path, *, c_min: int = MIN_POINTS) -> list[RecordedCu
     if current is None:
         raise CurveFileError(path, 2, None, "no data rows after the header")
     curves.append(_finished(current, c_min, path))
+    notes = []
+    if before_training:
+        notes.append(f"{before_training} row(s) at epoch 0 skipped: an evaluation before training is not a point "
+                     "of the learning curve")
     if max(float(np.max(c.val_acc)) for c in curves) <= 1.0:
-        curves = [replace(c, val_acc=c.val_acc * 100.0, scaled_from_fraction=True) for c in curves]
+        curves = [replace(c, val_acc=c.val_acc * 100.0) for c in curves]
+        notes.append(FRACTION_NOTE)
+    if notes:
+        curves = [replace(c, file_notes=tuple(notes)) for c in curves]
     return curves
 
 

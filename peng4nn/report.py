@@ -163,7 +163,7 @@ def build_report(curves_path: str | Path, out_dir: str | Path, *, num_classes: i
         "num_classes": num_classes,
         "backend": backend,
         "baseline_monitor": monitor,
-        **({"val_acc_scaled_from_fraction": True} if curves[0].scaled_from_fraction else {}),
+        **({"notes": list(curves[0].file_notes)} if curves[0].file_notes else {}),
         "training": _training_record(curves_path.parent),
         "paper_claims": {k: list(v) if isinstance(v, tuple) else v for k, v in PAPER_CLAIMS.items()},
         "policies": entries,

@@ -11,7 +11,7 @@ import pytest
 
 from peng4nn.cli import main
 from peng4nn.metrics import summarize
-from peng4nn.replay import policy_factory, read_curves, replay
+from peng4nn.replay import FRACTION_NOTE, policy_factory, read_curves, replay
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "data" / "penguin-cifar100-sample.csv"  # the shipped copy of ../shared/data/
@@ -66,8 +66,25 @@ def test_accuracy_given_as_fractions_is_scaled_to_percent_and_said(tmp_path, cap
     code, got, err = run_cli(capsys, fractions, "--json")
     assert code == 0 and "val_acc holds fractions" in err and str(fractions) in err
     assert json.loads(got)["summary"] == json.loads(want)["summary"]
-    assert all(c.scaled_from_fraction for c in read_curves(fractions))
-    assert not any(c.scaled_from_fraction for c in read_curves(percent))
+    assert all(c.file_notes == (FRACTION_NOTE,) for c in read_curves(fractions))
+    assert not any(c.file_notes for c in read_curves(percent))
+
+
+def test_rows_at_epoch_0_are_an_evaluation_before_training_and_are_skipped_and_said(tmp_path, capsys):
+    plain = curves_file(tmp_path)
+    lines = plain.read_text().splitlines()
+    with_zero = tmp_path / "with-zero.csv"
+    body = []
+    for model in ("a", "b", "c"):
+        body.append(f"{model},0,10.0")
+        body += [row for row in lines[1:] if row.startswith(f"{model},")]
+    with_zero.write_text("\n".join([lines[0], *body]) + "\n")
+    _, want, _ = run_cli(capsys, plain, "--json")
+    code, got, err = run_cli(capsys, with_zero, "--json")
+    assert code == 0 and "3 row(s) at epoch 0 skipped" in err
+    assert json.loads(got) == json.loads(want)
+    code, _, err = run_cli(capsys, curves_file(tmp_path, step=-1.0, name="negative.csv"))
+    assert code == 2 and "epoch must be positive" in err
 
 
 def test_the_default_policy_is_adaptive_because_a_file_is_one_search(tmp_path, capsys):

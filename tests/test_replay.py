@@ -81,7 +81,7 @@ def test_optional_columns_and_extra_columns(tmp_path):
         (HEADER + rows("m", [10, 11]) + "m,x,12,1,1\n", 4, "m", "epoch is not a number"),
         (HEADER + rows("m", [10, 11, 12]) + "m,1.5,13,1,1\n", 5, "m", "epoch 1.5 repeats epoch 1.5"),
         (HEADER + rows("m", [10, 11, 12]) + "m,1.0,13,1,1\n", 5, "m", "epoch 1 decreases after epoch 1.5"),
-        (HEADER + "m,0,10,1,1\n" + rows("m", [10, 11], start=0.5), 2, "m", "epoch must be positive"),
+        (HEADER + "m,-1,10,1,1\n" + rows("m", [10, 11], start=0.5), 2, "m", "epoch must be positive"),
         (HEADER + rows("m", [10, 11, 101]), 4, "m", "val_acc must be a percentage"),
         (HEADER + rows("a", [10, 11, 12]) + rows("b", [10, 11]) + rows("c", [1, 2, 3]), 5, "b", "has 2 point(s)"),
         (HEADER + rows("a", [10, 11, 12]) + rows("b", [1, 2, 3]) + rows("a", [13], start=2), 8, "a",

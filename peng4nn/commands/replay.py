@@ -69,8 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from peng4nn.cli import CliError
     from peng4nn.metrics import summarize
     from peng4nn.policies import PolicyConfigError, default_policy
-    from peng4nn.replay import (FRACTION_NOTE, CurveFileError, ReplayError, baseline_monitor, infer_epoch_step,
-                                policy_factory, read_curves, replay)
+    from peng4nn.replay import CurveFileError, ReplayError, baseline_monitor, infer_epoch_step, policy_factory, read_curves, replay
 
     args.policy_defaulted = args.policy is None
     args.policy = args.policy or default_policy(in_search=True)
@@ -89,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
         curves = read_curves(args.curves, c_min=settings.c_min)
     except CurveFileError as exc:
         raise CliError(str(exc)) from None
-    if curves[0].scaled_from_fraction:
-        print(f"{args.curves}: note: {FRACTION_NOTE}", file=sys.stderr)
+    for note in curves[0].file_notes:
+        print(f"{args.curves}: note: {note}", file=sys.stderr)
     e_inferred = "E" not in options
     if e_inferred:
         settings = _settings(EstimatorSettings, ValidationError, CliError, {**options, "E": infer_epoch_step(curves)})

@@ -30,7 +30,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from peng4nn.cli import CliError
     from peng4nn.policies import PolicyConfigError
-    from peng4nn.replay import FRACTION_NOTE, CurveFileError
+    from peng4nn.replay import CurveFileError
     from peng4nn.report import build_report
 
     if args.num_classes < 2:
@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
                               backend=args.backend, title=args.title)
     except (CurveFileError, PolicyConfigError) as exc:
         raise CliError(str(exc)) from None
-    if result.results.get("val_acc_scaled_from_fraction"):
-        print(f"{args.curves}: note: {FRACTION_NOTE}", file=sys.stderr)
+    for note in result.results.get("notes", []):
+        print(f"{args.curves}: note: {note}", file=sys.stderr)
     s = result.results["policies"]["paper"]["summary"]
     print(f"{result.results['n_models']} models: PEng4NN saves {100 * s['epochs_saved_mean']:.1f}% of epochs "
           f"({s['throughput_gain']:.2f}x), overlap@20% {s['overlap']['20']:.2f}", file=sys.stderr)
