@@ -196,7 +196,8 @@ def read_curves(path: str | Path, *, c_min: int = MIN_POINTS) -> list[RecordedCu
     Rules: a header holding model_id, epoch and val_acc (val_loss and train_loss optional,
     other columns ignored); every used value a finite number; epoch > 0 and strictly
     increasing within a model; val_acc a percentage in [0, 100]; one model's rows
-    consecutive; at least `c_min` points per model; at least one model. Blank lines are skipped.
+    consecutive; at least one model. Blank lines are skipped. A model with fewer than `c_min`
+    points (a run that crashed early) is kept: replay ends it at its last point.
     A file whose every val_acc is at most 1 holds fractions (a percent file like that would be a
     search where nothing ever learned): its accuracies are scaled to percent. Rows at epoch 0 (an
     evaluation before training) are skipped. Either is said in every curve's `file_notes`, for the
@@ -261,6 +262,10 @@ def read_curves(path: str | Path, *, c_min: int = MIN_POINTS) -> list[RecordedCu
         raise CurveFileError(path, 2, None, "no data rows after the header")
     curves.append(_finished(current, c_min, path))
     notes = []
+    short = [c.model_id for c in curves if len(c) < c_min]
+    if short:
+        notes.append(f"{len(short)} model(s) with fewer than c_min={c_min} points (first: {short[0]!r}): too few "
+                     "to fit, each ends at its last point with the best accuracy it showed (curve_ended)")
     if before_training:
         notes.append(f"{before_training} row(s) at epoch 0 skipped: an evaluation before training is not a point "
                      "of the learning curve")
@@ -281,11 +286,6 @@ def _field(fields: list[str], i: int) -> str | None:
 
 
 def _finished(builder: _CurveBuilder, c_min: int, path) -> RecordedCurve:
-    n = len(builder.values["epoch"])
-    if n < c_min:
-        raise CurveFileError(
-            path, builder.first_line, builder.model_id, f"has {n} point(s); at least c_min={c_min} are needed to fit a curve"
-        )
     return builder.build()
 
 

@@ -189,7 +189,6 @@ def test_an_invalid_choice_is_argparse_usage_error(tmp_path, capsys):
         ("model_id,epoch,val_acc\nm,0.5,10\nm,1.0,NaN\nm,1.5,12\n", ":3: model 'm': val_acc must be finite"),
         ("model_id,epoch,val_acc\nm,0.5,10\nm,0.5,11\nm,1.5,12\n", ":3: model 'm': epoch 0.5 repeats"),
         ("model_id,epoch,val_acc\nm,0.5,10\nm,1.5,11\nm,1.0,12\n", ":4: model 'm': epoch 1 decreases"),
-        ("model_id,epoch,val_acc\nm,0.5,10\nm,1.0,11\nn,0.5,12\nn,1.0,12\nn,1.5,12\n", ":2: model 'm': has 2 point(s)"),
     ],
 )
 def test_bad_files_exit_2_naming_file_line_and_model(tmp_path, capsys, text, where):
