@@ -163,14 +163,13 @@ def build_report(curves_path: str | Path, out_dir: str | Path, *, num_classes: i
         "num_classes": num_classes,
         "backend": backend,
         "baseline_monitor": monitor,
-        **({"notes": list(curves[0].file_notes)} if curves[0].file_notes else {}),
         "training": _training_record(curves_path.parent),
         "paper_claims": {k: list(v) if isinstance(v, tuple) else v for k, v in PAPER_CLAIMS.items()},
         "policies": entries,
         "fixed_budget": budget,
         "engine_models": [_outcome_row(o) for o in engine],
         "figures": {k: p.name for k, p in figures.items()},
-        "notes": [] if optuna_available() else [OPTUNA_MISSING_NOTE],
+        "notes": [*curves[0].file_notes, *([] if optuna_available() else [OPTUNA_MISSING_NOTE])],
     }
     results_path = _write_text(out_dir / "results.json", json.dumps(results, indent=1) + "\n")
     report_path = _write_text(out_dir / "report.md", render_markdown(results))

@@ -90,7 +90,8 @@ def test_report_cli_writes_the_directory(tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["report", str(SAMPLE), "--out", str(out), "--num-classes", "100"]) == 0
     assert (out / "report.md").exists() and (out / "results.json").exists()
-    assert "PEng4NN saves" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "3 models, adaptive (the default): saves" in err and "3 models, paper (Algorithm 2): saves" in err
 
 
 def test_report_cli_bad_file_is_one_line_naming_file_and_line(tmp_path, capsys):

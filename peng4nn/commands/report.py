@@ -46,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     for note in result.results.get("notes", []):
         print(f"{args.curves}: note: {note}", file=sys.stderr)
-    s = result.results["policies"]["paper"]["summary"]
-    print(f"{result.results['n_models']} models: PEng4NN saves {100 * s['epochs_saved_mean']:.1f}% of epochs "
-          f"({s['throughput_gain']:.2f}x), overlap@20% {s['overlap']['20']:.2f}", file=sys.stderr)
+    for name, label in (("adaptive", "adaptive (the default)"), ("paper", "paper (Algorithm 2)")):
+        s = result.results["policies"][name]["summary"]
+        print(f"{result.results['n_models']} models, {label}: saves {100 * s['epochs_saved_mean']:.1f}% of epochs "
+              f"({s['throughput_gain']:.2f}x), overlap@20% {s['overlap']['20']:.2f}", file=sys.stderr)
     print(f"wrote {result.report_path}, {result.results_path.name} and {len(result.figures)} figures", file=sys.stderr)
     return 0
