@@ -108,6 +108,12 @@ class AdaptiveSettings(BaseModel):
         description="Every n-th curve still flat at its first decision is kept for half of e_max, to find out "
         "whether this search has late bloomers (0: never).",
     )
+    flat_audits_max: int = Field(
+        10,
+        ge=0,
+        description="Audits (curves kept by flat_audit) after which the search stops auditing: by then it has "
+        "measured its bloom rate (0: no limit).",
+    )
     flat_patience: float = Field(
         2.0,
         ge=0,
@@ -282,9 +288,11 @@ class AdaptivePopulation:
         flat curves early never sees a late bloom, and never learns to wait for one.
 
         Counted over finished networks that asked (`FinishedNetwork.flat_audit_asked`), so the answer
-        depends only on the finished networks; networks running at the same time may share a ticket."""
-        n = self.settings.flat_audit
-        return n > 0 and (self._flat_seen + 1) % n == 0
+        depends only on the finished networks; networks running at the same time may share a ticket.
+        After `flat_audits_max` audits the search has measured its bloom rate and stops paying for more."""
+        n, cap = self.settings.flat_audit, self.settings.flat_audits_max
+        k = self._flat_seen + 1
+        return n > 0 and k % n == 0 and (cap == 0 or k <= cap * n)
 
     def refresh(self) -> None:
         """Called before every decision of this search's policies: learn the networks finished elsewhere."""

@@ -208,6 +208,15 @@ def test_every_nth_flat_curve_is_watched_to_half_of_e_max_so_the_search_can_disc
     assert 7.0 <= pop.flat_patience() <= 8.0  # onset (first point above the flat level) + 1 epoch
 
 
+def test_auditing_stops_after_flat_audits_max_audits():
+    warm = [flat(f"f{i}", i) for i in range(4)] + [curve(f"l{i}", 30, 60 + 5 * i, 1.0) for i in range(6)]
+    pop = AdaptivePopulation({"warmup_models": 10, "flat_patience": 2.0, "flat_audit": 2, "flat_audits_max": 2},
+                             estimator=ESTIMATOR)
+    replay(warm, pop, e_max=20)
+    stops = [run(pop(), flat(f"n{i}", 20 + i))[-1].epoch for i in range(8)]
+    assert stops == [2.0, 10.0, 2.0, 10.0, 2.0, 2.0, 2.0, 2.0]  # two audits, then the bloom rate is known
+
+
 def test_single_model_policy_keeps_a_flat_curve_for_flat_patience_and_stops_a_converged_one():
     alone = make_policy("adaptive", estimator=ESTIMATOR, num_classes=10, flat_patience=4.0)
     decisions = run(alone, bloomer("b", 3.0, 80, 0))
