@@ -485,7 +485,7 @@ class AdaptivePolicy(StoppingPolicy):
         conformal_upper = at(self.settings.stop_level)
         dominance_upper = refs.dominated_max(best) if self.settings.dominance else best
         upper = max(conformal_upper, dominance_upper)
-        return CalibratedEstimate(mid, min(lo, mid), max(hi, mid), upper, True, raw.fit, conformal_upper,
+        return CalibratedEstimate(mid, min(lo, mid), max(hi, mid, upper), upper, True, raw.fit, conformal_upper,
                                   dominance_upper)
 
     def _track_bloom(self) -> None:
