@@ -133,7 +133,7 @@ def main(argv=None) -> int:
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="an adaptive setting to override, e.g. --param warmup_models=20 (repeatable)")
     ap.add_argument("--whole-epochs", action="store_true",
-                    help="keep only the points at whole epochs of every curve file (E = 1, like per-epoch logs)")
+                    help="keep only the points at whole epochs of every curve (E = 1, like per-epoch logs)")
     ap.add_argument("--no-fixed", dest="fixed", action="store_false",
                     help="do not print the fixed-budget curve k = 1..e_max of every set (it is still computed)")
     args = ap.parse_args(argv)
@@ -146,6 +146,8 @@ def main(argv=None) -> int:
         spec = POPULATIONS[set_name]
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             curves = generate_population(replace(spec, n_models=args.models), seed=seed)
+            if args.whole_epochs:
+                curves = [_whole_epochs(c) for c in curves]
             res = report(f"{set_name} seed {seed}", curves, spec.num_classes, args.e_max, params, args.fixed)
             rows.append((f"{set_name}/{seed}", res))
     files = args.csv if args.csv is not None else [str(SAMPLE), *sorted(glob.glob(str(ROOT / "docs/results/*/curves.csv")))]
