@@ -194,8 +194,8 @@ def read_curves(path: str | Path, *, c_min: int = MIN_POINTS) -> list[RecordedCu
     """Read and validate a curves CSV; raise `CurveFileError` at the first problem.
 
     Rules: a header holding model_id, epoch and val_acc (val_loss and train_loss optional,
-    other columns ignored); every used value a finite number; epoch > 0 and strictly
-    increasing within a model; val_acc a percentage in [0, 100]; one model's rows
+    other columns ignored); every used value a finite number; epoch positive and strictly
+    increasing within a model (rows at epoch 0 are skipped, below); val_acc a percentage in [0, 100]; one model's rows
     consecutive; at least one model. Blank lines are skipped. A model with fewer than `c_min`
     points (a run that crashed early) is kept: replay ends it at its last point.
     A file whose every val_acc is at most 1 holds fractions (a percent file like that would be a
@@ -250,7 +250,7 @@ def read_curves(path: str | Path, *, c_min: int = MIN_POINTS) -> list[RecordedCu
                             f"rows of one model must be consecutive; this model's earlier rows end at line {seen[model_id]}",
                         )
                     if current is not None:
-                        curves.append(_finished(current, c_min, path))
+                        curves.append(current.build())
                         seen[current.model_id] = current.last_line
                     current = _CurveBuilder(model_id, line, numeric)
                 current.add(row, line, path)
@@ -260,7 +260,7 @@ def read_curves(path: str | Path, *, c_min: int = MIN_POINTS) -> list[RecordedCu
             raise CurveFileError(path, None, None, f"not UTF-8 text: {exc.reason}") from None
     if current is None:
         raise CurveFileError(path, 2, None, "no data rows after the header")
-    curves.append(_finished(current, c_min, path))
+    curves.append(current.build())
     notes = []
     short = [c.model_id for c in curves if len(c) < c_min]
     if short:
@@ -283,10 +283,6 @@ FRACTION_NOTE = "val_acc holds fractions (every value is at most 1): read as per
 def _field(fields: list[str], i: int) -> str | None:
     """The i-th field of a row, None when the row is short."""
     return fields[i] if i < len(fields) else None
-
-
-def _finished(builder: _CurveBuilder, c_min: int, path) -> RecordedCurve:
-    return builder.build()
 
 
 def infer_epoch_step(curves: Iterable[RecordedCurve]) -> float:
