@@ -133,9 +133,8 @@ class CalibratedEstimate:
     upper: float
     calibrated: bool
     fit: CurveInterval | None
-    #: The two parts of `upper` (None when uncalibrated): the conformal bound and the dominance bound.
+    #: The conformal part of `upper` (None when uncalibrated); the rest is the dominance bound.
     conformal_upper: float | None = None
-    dominance_upper: float | None = None
 
 
 @dataclass
@@ -483,10 +482,9 @@ class AdaptivePolicy(StoppingPolicy):
         # Never narrower than the curve's own interval: few references make conformal quantiles optimistic.
         lo, hi = min(at(alpha / 2), raw.lo), max(at(1.0 - alpha / 2), raw.hi)
         conformal_upper = at(self.settings.stop_level)
-        dominance_upper = refs.dominated_max(best) if self.settings.dominance else best
-        upper = max(conformal_upper, dominance_upper)
-        return CalibratedEstimate(mid, min(lo, mid), max(hi, mid, upper), upper, True, raw.fit, conformal_upper,
-                                  dominance_upper)
+        upper = max(conformal_upper, refs.dominated_max(best) if self.settings.dominance else best)
+        # The reported interval reaches the bound the rule reasons with (hi >= upper from here on).
+        return CalibratedEstimate(mid, min(lo, mid), max(hi, mid, upper), upper, True, raw.fit, conformal_upper)
 
     def _track_bloom(self) -> None:
         """Note whether the curve was flat at its first decision point and, if so, where it left chance level."""
@@ -555,7 +553,7 @@ class AdaptivePolicy(StoppingPolicy):
         if self._over_budget(epoch, pop):
             return self._decision(epoch, est, Reason.BUDGET_REACHED, stop=True)
         resolve = max(s.resolve, NOISE_RESOLVE * pop.sigma0)  # no finer than the validation noise allows
-        if est.lo >= threshold or max(est.hi, est.upper) - est.lo <= 2 * resolve + 1e-12:
+        if est.lo >= threshold or est.hi - est.lo <= 2 * resolve + 1e-12:
             return self._decision(epoch, est, Reason.CONVERGED, stop=True, converged=True)
         return self._decision(epoch, est, Reason.UNSTABLE)
 
