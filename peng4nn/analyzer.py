@@ -111,9 +111,11 @@ class CurvePoint:
     val_acc: float
     val_loss: float | None = None
     train_loss: float | None = None
+    #: The learning rate in force while training towards this point (None: not reported).
+    lr: float | None = None
 
 
-def check_point(epoch: float, val_acc: float, last_epoch: float | None) -> None:
+def check_point(epoch: float, val_acc: float, last_epoch: float | None, lr: float | None = None) -> None:
     """Reject a point no curve can contain; the message names the field and the value."""
     if not math.isfinite(epoch) or epoch <= 0:
         raise ValueError(f"epoch must be a positive finite number; got {epoch!r}")
@@ -121,6 +123,8 @@ def check_point(epoch: float, val_acc: float, last_epoch: float | None) -> None:
         raise ValueError(f"epoch must increase; got {epoch!r} after {last_epoch!r}")
     if not math.isfinite(val_acc) or not 0.0 <= val_acc <= 100.0:
         raise ValueError(f"val_acc must be a percentage in [0, 100]; got {val_acc!r}")
+    if lr is not None and (not math.isfinite(lr) or lr < 0):
+        raise ValueError(f"lr must be a non-negative finite number; got {lr!r}")
 
 
 @dataclass
@@ -135,7 +139,7 @@ class CurveHistory:
         return self.points[-1].epoch if self.points else None
 
     def append(self, point: CurvePoint) -> None:
-        check_point(point.epoch, point.val_acc, self.last_epoch)
+        check_point(point.epoch, point.val_acc, self.last_epoch, point.lr)
         self.points.append(point)
         self.predictions.append(None)
 
@@ -163,6 +167,9 @@ class StoppingPolicy(ABC):
         self._e_max = e_max
         self.history = CurveHistory()
         self.final: Decision | None = None
+        #: The learning-rate schedule this network trains with, when known in advance (peng4nn.schedule);
+        #: schedule-aware policies read upcoming drops from it. Rates reported with `observe(lr=...)` add to it.
+        self.schedule = None
 
     @property
     def E(self) -> float:
@@ -178,10 +185,13 @@ class StoppingPolicy(ABC):
         val_acc: float,
         val_loss: float | None = None,
         train_loss: float | None = None,
+        lr: float | None = None,
     ) -> Decision:
-        """Add one validation point and say whether training should stop."""
+        """Add one validation point (with the learning rate that produced it, when known) and say whether
+        training should stop."""
         self._check_losses(val_loss, train_loss)
-        self.history.append(CurvePoint(float(epoch), float(val_acc), val_loss, train_loss))
+        self.history.append(CurvePoint(float(epoch), float(val_acc), val_loss, train_loss,
+                                       None if lr is None else float(lr)))
         decision = self._decide(float(epoch))
         if decision.stop and self.final is None:
             self.final = decision
