@@ -170,6 +170,8 @@ class StoppingPolicy(ABC):
         #: The learning-rate schedule this network trains with, when known in advance (peng4nn.schedule);
         #: schedule-aware policies read upcoming drops from it. Rates reported with `observe(lr=...)` add to it.
         self.schedule = None
+        #: What the NAS knows about this network (peng4nn.network_info.NetworkInfo), when given.
+        self.network = None
 
     @property
     def E(self) -> float:

@@ -32,8 +32,8 @@ from typing import Any, Callable, Iterable
 __all__ = ["CURVE_COLUMNS", "ExperimentConfig", "ExperimentError", "ModelRecord", "completed_models",
            "run_experiment", "train_one_model"]
 
-CURVE_COLUMNS = ("model_id", "epoch", "val_acc", "val_loss", "train_loss")
-"""Header of curves.csv: the replay format with both losses."""
+CURVE_COLUMNS = ("model_id", "epoch", "val_acc", "val_loss", "train_loss", "lr")
+"""Header of curves.csv: the replay format with both losses and the learning rate of each iteration."""
 
 SEED_STRIDE = 1_000_003
 """Model i of seed s draws from random.Random(s * SEED_STRIDE + i): distinct streams for every (s, i) we use."""
@@ -57,6 +57,8 @@ class ExperimentConfig:
     ranges: dict[str, Any] = field(default_factory=dict)
     """Overrides of the preset, JSON-style (lists for ranges, a dict for limits)."""
     val_fraction: float | None = None
+    schedule: dict[str, Any] | None = None
+    """Learning-rate schedule every network trains with (peng4nn.schedule.LRSchedule fields); None: constant."""
 
     def __post_init__(self) -> None:
         if self.models < 1:
@@ -75,6 +77,17 @@ class ExperimentConfig:
             self.generator_ranges()
         except (TypeError, ValueError) as exc:
             raise ExperimentError(f"invalid ranges: {exc}") from None
+        if self.schedule is not None:
+            try:
+                self.lr_schedule().check_within(self.e_max)
+            except ValueError as exc:
+                raise ExperimentError(f"invalid schedule: {exc}") from None
+
+    def lr_schedule(self):
+        """The schedule as an LRSchedule (None: constant rate)."""
+        from peng4nn.schedule import LRSchedule
+
+        return None if self.schedule is None else LRSchedule(**self.schedule)
 
     @property
     def iterations(self) -> int:
@@ -108,8 +121,8 @@ class ModelRecord:
     model_id: str
     status: str
     """'ok' for a full curve, else the reason it ended early (diverged, out_of_memory, error)."""
-    rows: list[tuple[float, float, float, float]]
-    """(epoch, val_acc, val_loss, train_loss) per iteration."""
+    rows: list[tuple[float, float, float, float, float | None]]
+    """(epoch, val_acc, val_loss, train_loss, lr) per iteration."""
     wall_s: float
     info: dict[str, Any]
 
@@ -123,7 +136,7 @@ def train_one_model(config: ExperimentConfig, index: int, device: str = "cpu") -
     from peng4nn.datasets import dataset_info
     from peng4nn.policies import make_policy
     from peng4nn.search_space import random_cnn
-    from peng4nn.spec import analyze_spec
+    from peng4nn.spec import ArchSpec, analyze_spec
     from peng4nn.train import train_and_estimate
 
     info = dataset_info(config.dataset)
@@ -131,6 +144,10 @@ def train_one_model(config: ExperimentConfig, index: int, device: str = "cpu") -
     ranges = config.generator_ranges()
     start = time.perf_counter()
     spec = random_cnn(random.Random(config.seed * SEED_STRIDE + index), info.input_shape, info.num_classes, **ranges)
+    if config.schedule is not None:
+        document = spec.to_dict()
+        document["training"]["schedule"] = dict(config.schedule)
+        spec = ArchSpec.parse(document)
     cost = analyze_spec(spec, info.input_shape, info.num_classes, ranges.get("limits"))
     meta: dict[str, Any] = {"model_id": model_id, "index": index, "params": cost.params, "flops": cost.flops,
                             "spec": spec.to_dict()}
@@ -141,7 +158,7 @@ def train_one_model(config: ExperimentConfig, index: int, device: str = "cpu") -
     except Exception as exc:  # one bad model must not end a 300-model run; it is recorded with its error
         meta["error"] = f"{type(exc).__name__}: {exc}"
         return ModelRecord(index, model_id, "error", [], time.perf_counter() - start, meta)
-    rows = [(e.epoch, e.val_acc, e.val_loss, e.train_loss) for e in result.events]
+    rows = [(e.epoch, e.val_acc, e.val_loss, e.train_loss, e.lr) for e in result.events]
     complete = len(rows) == config.iterations and result.reason not in ("diverged", "out_of_memory", "cancelled")
     meta.update({"reason": result.reason, "shadow_stop_epoch": result.shadow_stop_epoch,
                  "shadow_estimate": result.shadow_estimate, "shadow_converged": result.shadow_converged,
@@ -209,15 +226,24 @@ def _append(path: Path, text: str) -> None:
         os.fsync(fh.fileno())
 
 
-def _curve_block(record: ModelRecord) -> str:
-    return "".join(f"{record.model_id},{e:g},{acc!r},{vl!r},{tl!r}\n" for e, acc, vl, tl in record.rows)
+def _curve_block(record: ModelRecord, with_lr: bool) -> str:
+    """Rows in the file's layout (runs recorded before the lr column keep their five columns)."""
+    if with_lr:
+        return "".join(f"{record.model_id},{e:g},{acc!r},{vl!r},{tl!r},{lr!r}\n" for e, acc, vl, tl, lr in record.rows)
+    return "".join(f"{record.model_id},{e:g},{acc!r},{vl!r},{tl!r}\n" for e, acc, vl, tl, _ in record.rows)
+
+
+def _has_lr_column(curves: Path) -> bool:
+    with curves.open() as fh:
+        return "lr" in fh.readline().strip().split(",")
 
 
 def _write_record(directory: Path, record: ModelRecord) -> None:
     meta = {"status": record.status, "wall_s": round(record.wall_s, 3), **record.info}
     if record.status == "ok":
         _append(directory / "models.jsonl", json.dumps(meta) + "\n")
-        _append(directory / "curves.csv", _curve_block(record))
+        curves = directory / "curves.csv"
+        _append(curves, _curve_block(record, _has_lr_column(curves)))
     else:
         meta["rows"] = [list(r) for r in record.rows]
         _append(directory / "failures.jsonl", json.dumps(meta) + "\n")
@@ -228,6 +254,7 @@ def _prepare_directory(directory: Path, config: ExperimentConfig) -> dict[str, A
     run_file = directory / "run.json"
     if run_file.exists():
         state = json.loads(run_file.read_text())
+        state["config"].setdefault("schedule", None)  # runs recorded before schedules existed
         stored = dict(state["config"])
         current = config.to_dict()
         stored.pop("models", None)

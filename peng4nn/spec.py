@@ -23,6 +23,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from peng4nn.schedule import LRSchedule
+
 SCHEMA_VERSION = "peng4nn.arch/v1"
 """The only value accepted in a spec's ``schema`` field."""
 
@@ -221,6 +223,9 @@ class TrainingSpec(BaseModel):
     loss: Literal["cross_entropy"] = "cross_entropy"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     seed: NonNegativeInt = 0
+    schedule: LRSchedule | None = None
+    """Learning-rate schedule as a fraction of `lr` over the run (None: constant). The trainer applies it
+    and the engine reads its drops (peng4nn/schedule.py)."""
 
     @model_validator(mode="after")
     def _check_combinations(self) -> "TrainingSpec":
@@ -335,9 +340,11 @@ class SpecReport:
     plus one per output element of pools, norms, activations and residual adds."""
     output_shapes: list[Shape] = field(default_factory=list)
     num_layers: int = 0
+    depth: int = 0
+    """Weight layers (convolutions and linear layers, residual bodies included)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"params": self.params, "flops": self.flops, "num_layers": self.num_layers,
+        return {"params": self.params, "flops": self.flops, "num_layers": self.num_layers, "depth": self.depth,
                 "output_shapes": [list(s) for s in self.output_shapes]}
 
 
@@ -382,7 +389,27 @@ def analyze_spec(spec: ArchSpec | dict, input_shape: Shape, num_classes: int,
             errors.append({"loc": loc, "msg": f"{what} must be at most {bound:,}; got {value:,}"})
     if errors:
         raise SpecError(errors)
-    return SpecReport(params=counter.params, flops=counter.flops, output_shapes=shapes, num_layers=counter.layers)
+    return SpecReport(params=counter.params, flops=counter.flops, output_shapes=shapes, num_layers=counter.layers,
+                      depth=counter.weight_layers)
+
+
+def check_schedule(spec: ArchSpec, e_max: float) -> None:
+    """A schedule whose milestones or warm-up reach past the run is a mistake: name the field."""
+    schedule = spec.training.schedule
+    if schedule is None:
+        return
+    try:
+        schedule.check_within(e_max)
+    except ValueError as exc:
+        field_name = "warmup_epochs" if "warmup" in str(exc) else "milestones"
+        raise SpecError([{"loc": ("training", "schedule", field_name), "msg": str(exc)}]) from None
+
+
+def network_info(spec: ArchSpec, report: SpecReport) -> "NetworkInfo":
+    """What the engine may know of a submitted network: size, depth and initial rate."""
+    from peng4nn.network_info import NetworkInfo
+
+    return NetworkInfo(num_params=max(report.params, 1), depth=report.depth, initial_lr=spec.training.lr)
 
 
 def layer_output_shape(layer: Any, shape: Shape, num_classes: int) -> Shape:
@@ -395,6 +422,7 @@ class _Counter:
     params: int = 0
     flops: int = 0
     layers: int = 0
+    weight_layers: int = 0
 
 
 def _fmt(shape: Shape) -> str:
@@ -434,6 +462,7 @@ def _infer(layer: Any, shape: Shape, loc: Loc, num_classes: int, counter: _Count
             if layer.filters % layer.groups:
                 raise _ShapeError(loc + ("groups",), f"groups={layer.groups} must divide filters={layer.filters}")
             out = (layer.filters, *out_spatial)
+            counter.weight_layers += 1
             fan_in = (channels // layer.groups) * layer.kernel ** dims
             counter.params += layer.filters * fan_in + (layer.filters if layer.bias else 0)
             counter.flops += 2 * fan_in * math.prod(out)
@@ -463,6 +492,7 @@ def _infer(layer: Any, shape: Shape, loc: Loc, num_classes: int, counter: _Count
             raise _ShapeError(loc, f"linear needs a flat input (F,); got {_fmt(shape)}: add a flatten or "
                               "global_avg_pool layer before it")
         units = num_classes if layer.units == "num_classes" else layer.units
+        counter.weight_layers += 1
         counter.params += shape[0] * units + (units if layer.bias else 0)
         counter.flops += 2 * shape[0] * units
         return (units,)

@@ -28,7 +28,7 @@ from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, Reason, StoppingPolicy
 from peng4nn.datasets import DatasetTensors, load_dataset
 from peng4nn.model import build_model
 from peng4nn.policies import make_policy
-from peng4nn.spec import ArchSpec, SpecLimits, analyze_spec
+from peng4nn.spec import ArchSpec, SpecLimits, analyze_spec, check_schedule, network_info
 
 MIN_EVAL_BATCH = 1024
 """Validation needs no gradients, so it runs in batches at least this large (fewer kernel launches)."""
@@ -51,11 +51,13 @@ class IterationEvent:
     """Time spent inside ``policy.observe`` this iteration (curve fit + analyzer)."""
     iteration_s: float = 0.0
     """Wall time of this iteration: train + validate + engine."""
+    lr: float | None = None
+    """Learning rate of this iteration (the spec's rate times its schedule)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = {"iteration": self.iteration, "epoch": self.epoch, "train_loss": self.train_loss,
              "val_acc": self.val_acc, "val_loss": self.val_loss, "elapsed_s": self.elapsed_s,
-             "engine_s": self.engine_s, "iteration_s": self.iteration_s}
+             "engine_s": self.engine_s, "iteration_s": self.iteration_s, "lr": self.lr}
         decision = self.decision.to_dict()
         for key in ("prediction", "a", "b", "c", "converged", "stop", "estimate", "reason", "interval"):
             d[key] = decision.get(key)
@@ -220,13 +222,18 @@ def train_and_estimate(
         from peng4nn.datasets import dataset_info
 
         info = dataset_info(dataset)
-    analyze_spec(spec, info.input_shape, info.num_classes, limits)  # reject bad specs before loading data
+    report = analyze_spec(spec, info.input_shape, info.num_classes, limits)  # reject bad specs before loading data
     if policy is None:
         estimator = {"e_max": e_max} if e_max is not None else None
         policy = make_policy("paper", estimator=estimator, num_classes=info.num_classes)
     E = policy.E
     run_e_max = float(e_max) if e_max is not None else float(policy.e_max)
     training = spec.training
+    check_schedule(spec, run_e_max)
+    if training.schedule is not None and policy.schedule is None:
+        policy.schedule = training.schedule.bound(run_e_max)  # the engine sees the drops coming
+    if policy.network is None:
+        policy.network = network_info(spec, report)
 
     if isinstance(dataset, DatasetTensors):
         data = dataset
@@ -300,6 +307,7 @@ class _Run:
                     ended = (Reason.CANCELLED.value, None)
                     break
                 t0 = time.perf_counter()
+                lr = self._apply_schedule(iteration * E, e_max)
                 batches = self.order.take(self.data.steps_per_iteration)
                 train_loss = train_iteration(self.model, self.optimizer, self.data.x_train, self.data.y_train,
                                              batches, self.training.label_smoothing, self.autocast)
@@ -311,10 +319,10 @@ class _Run:
                     break
                 epoch = iteration * E
                 t1 = time.perf_counter()
-                decision = self.policy.observe(epoch, val_acc, val_loss=val_loss, train_loss=train_loss)
+                decision = self.policy.observe(epoch, val_acc, val_loss=val_loss, train_loss=train_loss, lr=lr)
                 t2 = time.perf_counter()
                 event = IterationEvent(iteration, epoch, train_loss, val_acc, val_loss, decision,
-                                       elapsed_s=t2 - start, engine_s=t2 - t1, iteration_s=t2 - t0)
+                                       elapsed_s=t2 - start, engine_s=t2 - t1, iteration_s=t2 - t0, lr=lr)
                 events.append(event)
                 if on_iteration is not None:
                     on_iteration(event)
@@ -331,6 +339,14 @@ class _Run:
             ended = (Reason.OUT_OF_MEMORY.value, None)
             epoch = events[-1].epoch if events else 0.0
         return self._result(events, ended, epoch, shadow, time.perf_counter() - start)
+
+    def _apply_schedule(self, epoch: float, e_max: float) -> float:
+        """Set the rate for the iteration that ends at `epoch` (constant within an iteration) and return it."""
+        schedule = self.training.schedule
+        lr = self.training.lr * (schedule.factor_at(epoch, e_max) if schedule is not None else 1.0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
 
     def _never_learn_estimate(self, events: list[IterationEvent]) -> float:
         """A diverged model scores its best accuracy so far, or chance if it never validated."""

@@ -26,6 +26,9 @@ def add_parser(subparsers) -> None:
                    help='JSON overrides of the preset, e.g. \'{"filters": [2, 16], "limits": {"max_flops": 600000}}\'')
     p.add_argument("--val-fraction", dest="val_fraction", type=float, default=None,
                    help="validation share carved from the training split (default: the dataset's)")
+    p.add_argument("--lr-schedule", dest="lr_schedule", default=None,
+                   help="learning-rate schedule of every network: step:8,14:0.1, cosine, cosine+warmup=1 or JSON "
+                        "(default: constant)")
     p.add_argument("--workers", type=int, default=1, help="parallel training processes (default 1)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -41,10 +44,19 @@ def run(args: argparse.Namespace) -> int:
     from peng4nn.experiment import ExperimentConfig, ExperimentError, run_experiment
 
     ranges = json_object_option(args.ranges, "--ranges") if args.ranges else {}
+    schedule = None
+    if args.lr_schedule is not None:
+        from peng4nn.schedule import parse_schedule
+
+        try:
+            schedule = parse_schedule(args.lr_schedule).model_dump(mode="json")
+        except ValueError as exc:
+            raise CliError(f"--lr-schedule: {exc}") from None
     try:
         info = dataset_info(args.dataset)
         config = ExperimentConfig(dataset=args.dataset, models=args.models, e_max=args.e_max, E=args.E,
-                                  seed=args.seed, preset=args.preset, ranges=ranges, val_fraction=args.val_fraction)
+                                  seed=args.seed, preset=args.preset, ranges=ranges, val_fraction=args.val_fraction,
+                                  schedule=schedule)
         summary = run_experiment(config, args.out, workers=args.workers, threads=args.threads, device=args.device,
                                  progress=args.progress)
     except (ExperimentError, UnknownDatasetError) as exc:
