@@ -41,7 +41,7 @@ def test_runner_records_full_curves_resumes_and_reports(tmp_path):
     first = run_experiment(_config(3), out, progress=False)
     assert (first.trained, first.skipped, first.failed) == (3, 0, 0)
     rows = _rows(out / "curves.csv")
-    assert rows[0] == "model_id,epoch,val_acc,val_loss,train_loss"
+    assert rows[0] == "model_id,epoch,val_acc,val_loss,train_loss,lr"
     assert len(rows) == 1 + 3 * 3
     curves = read_curves(out / "curves.csv")
     assert [c.model_id for c in curves] == ["s7-m00000", "s7-m00001", "s7-m00002"]
