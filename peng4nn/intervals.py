@@ -71,6 +71,8 @@ class CurveInterval:
         if a is None or self.beta <= 0:
             return None
         lam_x = self.lam * self.x0  # rate per rescaled unit
+        if not 0.0 < lam_x < _MAX_EXPONENT:  # b = e^lam_x is no float (a long curve's late segment)
+            return None
         # a - f(x0) = beta / lam = b^(c - 1)
         return a, math.exp(lam_x), 1.0 + math.log(self.beta / self.lam) / lam_x
 
@@ -79,17 +81,25 @@ class CurveInterval:
         return 0.5 * (self.hi - self.lo)
 
 
-@lru_cache(maxsize=8)
+#: Largest exponent whose exp() is a float (e^709 ~ 8e307).
+_MAX_EXPONENT = 700.0
+
+
+@lru_cache(maxsize=1024)
 def _f_quantile(level: float, dof: float) -> float:
     from scipy.stats import f as f_dist
 
     return float(f_dist.ppf(level, 1, dof))
 
 
+@lru_cache(maxsize=1024)
 def _lambda_grid(span: float) -> np.ndarray:
-    """Rates worth scanning for a curve spanning `span` epochs (0 = straight line)."""
+    """Rates worth scanning for a curve spanning `span` epochs (0 = straight line); cached (spans repeat:
+    they are multiples of E), so the array is read-only."""
     lo = min(_LAMBDA_MIN, 1e-2 / max(span, 1e-9))
-    return np.concatenate(([0.0], np.geomspace(lo, _LAMBDA_MAX, _LAMBDA_GRID_POINTS)))
+    grid = np.concatenate(([0.0], np.geomspace(lo, _LAMBDA_MAX, _LAMBDA_GRID_POINTS)))
+    grid.flags.writeable = False
+    return grid
 
 
 def _h(lams: np.ndarray, d: np.ndarray) -> np.ndarray:
