@@ -52,6 +52,13 @@ def regret_at_1(actual: Sequence[float], estimate: Sequence[float]) -> float:
     return max(actual) - actual[top_indices(estimate, 1)[0]]
 
 
+def mean_abs_error_top(actual: Sequence[float], estimate: Sequence[float], percent: float) -> float:
+    """Mean |estimate - actual| over the ground-truth best x%: the networks whose estimates matter."""
+    _check_pair(actual, estimate)
+    idx = top_indices(actual, top_count(len(actual), percent))
+    return sum(abs(estimate[i] - actual[i]) for i in idx) / len(idx)
+
+
 def epochs_saved(stop_epochs: Sequence[float], baseline_stop_epochs: Sequence[float]) -> list[float]:
     """Per model, 1 - engine epochs / baseline epochs (Fig. 5); negative when the engine trained longer."""
     _check_pair(stop_epochs, baseline_stop_epochs)
@@ -64,6 +71,10 @@ def throughput_gain(stop_epochs: Sequence[float], baseline_stop_epochs: Sequence
     return sum(baseline_stop_epochs) / sum(stop_epochs)
 
 
+#: Reasons for which a run's interval is what it saw, not a prediction.
+_FULL_RUN_REASONS = ("max_epochs", "curve_ended")
+
+
 def summarize(outcomes: Sequence[Any], percents: Sequence[int] = TOP_PERCENTS) -> dict[str, Any]:
     """The `summary` object of `peng4nn replay --json` from replay's ModelOutcome list."""
     if not outcomes:
@@ -73,8 +84,17 @@ def summarize(outcomes: Sequence[Any], percents: Sequence[int] = TOP_PERCENTS) -
     stops = [o.stop_epoch for o in outcomes]
     baseline = [o.baseline_stop_epoch for o in outcomes]
     saved = epochs_saved(stops, baseline)
+    # Coverage is judged where it is a prediction: a network trained to e_max reports [best, best].
+    stopped_early = [o for o in outcomes if o.interval is not None and o.reason.value not in _FULL_RUN_REASONS]
+    covered = sum(1 for o in stopped_early if o.interval[0] - 1e-9 <= o.actual_max <= o.interval[1] + 1e-9)
+    errors = [abs(e - a) for e, a in zip(estimate, actual)]
     return {
         "n_models": len(outcomes),
+        "mean_epochs": sum(stops) / len(stops),
+        "mae": sum(errors) / len(errors),
+        "mae_top": {str(p): mean_abs_error_top(actual, estimate, p) for p in percents},
+        "coverage": covered / len(stopped_early) if stopped_early else None,
+        "coverage_n": len(stopped_early),
         "epochs_saved_mean": sum(saved) / len(saved),
         "throughput_gain": throughput_gain(stops, baseline),
         "overlap": {str(p): overlap(actual, estimate, p) for p in percents},

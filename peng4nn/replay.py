@@ -24,7 +24,9 @@ import numpy as np
 from peng4nn import metrics
 from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings, PredictionAnalyzer, Reason, StoppingPolicy
 from peng4nn.curve import MIN_POINTS, PrefixFitCache
+from peng4nn.network_info import NetworkInfo
 from peng4nn.policies import DEFAULT_SEARCH_POLICY, SEARCH_POLICIES, make_policy, make_policy_factory
+from peng4nn.schedule import RateSchedule, TabulatedSchedule
 
 __all__ = [
     "REQUIRED_COLUMNS",
@@ -36,6 +38,8 @@ __all__ = [
     "PolicyFactory",
     "read_curves",
     "infer_epoch_step",
+    "longest_run",
+    "read_network_info",
     "baseline_monitor",
     "policy_factory",
     "replay",
@@ -43,8 +47,11 @@ __all__ = [
 
 #: Columns every curves file must have; extra columns are ignored.
 REQUIRED_COLUMNS = ("model_id", "epoch", "val_acc")
-#: Columns used when present: losses feed the LOSS check and the MENNDL baseline.
-OPTIONAL_COLUMNS = ("val_loss", "train_loss")
+#: Columns used when present: losses feed the LOSS check and the MENNDL baseline; lr is the learning rate
+#: of each point (the network's schedule, known to a NAS in advance). A column empty in every row is absent.
+OPTIONAL_COLUMNS = ("val_loss", "train_loss", "lr")
+#: Columns of a `--models` side file (besides model_id): what a NAS knows of each network.
+NETWORK_COLUMNS = ("num_params", "depth", "initial_lr")
 
 
 class CurveFileError(ValueError):
@@ -83,17 +90,32 @@ class RecordedCurve:
     lines: tuple[int, ...] | None = None
     #: What `read_curves` did to the file's values that the user should hear about (the same on every curve).
     file_notes: tuple[str, ...] = ()
+    #: The learning rate of each point (the `lr` column), when recorded.
+    lr: np.ndarray | None = None
+    #: The schedule every network of the file follows (`--lr-schedule`), when the file has no lr column.
+    given_schedule: RateSchedule | None = None
+    #: What the NAS knew of this network (a `--models` side file), when given.
+    network: NetworkInfo | None = None
 
     def __len__(self) -> int:
         return len(self.epochs)
 
-    def point(self, i: int) -> tuple[float, float, float | None, float | None]:
+    @property
+    def schedule(self) -> RateSchedule | None:
+        """The network's learning-rate schedule, known in advance: the lr column read as one (a NAS sets the
+        rate of every epoch before training), or the file's --lr-schedule."""
+        if self.lr is not None:
+            return TabulatedSchedule(self.epochs, self.lr)
+        return self.given_schedule
+
+    def point(self, i: int) -> tuple[float, float, float | None, float | None, float | None]:
         """The i-th point as the arguments of `StoppingPolicy.observe`."""
         return (
             float(self.epochs[i]),
             float(self.val_acc[i]),
             None if self.val_loss is None else float(self.val_loss[i]),
             None if self.train_loss is None else float(self.train_loss[i]),
+            None if self.lr is None else float(self.lr[i]),
         )
 
     def line_of(self, i: int) -> int:
@@ -187,27 +209,41 @@ class _CurveBuilder:
             train_loss=np.asarray(v["train_loss"], dtype=float) if "train_loss" in v else None,
             first_line=self.first_line,
             lines=tuple(self.lines),
+            lr=np.asarray(v["lr"], dtype=float) if "lr" in v else None,
         )
 
 
-def read_curves(path: str | Path, *, c_min: int = MIN_POINTS) -> list[RecordedCurve]:
+#: How rows at epoch 0 are read: "auto" decides per file (below), "drop" skips them as an evaluation before
+#: training, "shift" reads them as the end of the first epoch (every epoch of the file moves up one step).
+EPOCH_ZERO_MODES = ("auto", "drop", "shift")
+
+
+def read_curves(path: str | Path, *, c_min: int = MIN_POINTS, epoch_zero: str = "auto",
+                chance: float | None = None) -> list[RecordedCurve]:
     """Read and validate a curves CSV; raise `CurveFileError` at the first problem.
 
-    Rules: a header holding model_id, epoch and val_acc (val_loss and train_loss optional,
-    other columns ignored); every used value a finite number; epoch positive and strictly
-    increasing within a model (rows at epoch 0 are skipped, below); val_acc a percentage in [0, 100]; one model's rows
+    Rules: a header holding model_id, epoch and val_acc (val_loss, train_loss and lr optional,
+    other columns ignored; an optional column empty in every row counts as absent, one empty in
+    some rows only is an error); every used value a finite number; epoch non-negative and strictly
+    increasing within a model; val_acc a percentage in [0, 100]; lr non-negative; one model's rows
     consecutive; at least one model. Blank lines are skipped. A model with fewer than `c_min`
     points (a run that crashed early) is kept: replay ends it at its last point.
     A file whose every val_acc is at most 1 holds fractions (a percent file like that would be a
-    search where nothing ever learned): its accuracies are scaled to percent. Rows at epoch 0 (an
-    evaluation before training) are skipped. Either is said in every curve's `file_notes`, for the
-    caller to tell the user.
+    search where nothing ever learned): its accuracies are scaled to percent.
+    Rows at epoch 0 are either an evaluation before training (dropped) or the end of the first
+    epoch of a file that counts from 0 (every epoch shifted up by one step): `epoch_zero` says
+    which; "auto" drops them when the models sit together at chance level there (`chance`, in
+    percent, when known), as random initialisations do, and shifts otherwise.
+    Whatever was applied is said in every curve's `file_notes`, for the caller to tell the user.
     """
+    if epoch_zero not in EPOCH_ZERO_MODES:
+        raise ValueError(f"epoch_zero must be one of {EPOCH_ZERO_MODES}; got {epoch_zero!r}")
     path = Path(path)
     try:
         handle = path.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise CurveFileError(path, None, None, f"cannot open: {exc.strerror or exc}") from None
+    rows: list[tuple[int, str, float, float, list[str | None]]] = []
     with handle:
         reader = csv.reader(handle)
         try:
@@ -221,11 +257,7 @@ def read_curves(path: str | Path, *, c_min: int = MIN_POINTS) -> list[RecordedCu
                     path, 1, None, f"missing column(s) {', '.join(missing)}; the header has {', '.join(names) or 'nothing'}"
                 )
             index = {c: names.index(c) for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in names}
-            numeric = [c for c in ("epoch", "val_acc", *OPTIONAL_COLUMNS) if c in index]
-            curves: list[RecordedCurve] = []
-            seen: dict[str, int] = {}
-            current: _CurveBuilder | None = None
-            before_training = 0
+            optional = [c for c in OPTIONAL_COLUMNS if c in index]
             for fields in reader:
                 line = reader.line_num
                 if not fields or all(not f.strip() for f in fields):
@@ -233,48 +265,155 @@ def read_curves(path: str | Path, *, c_min: int = MIN_POINTS) -> list[RecordedCu
                 model_id = (_field(fields, index["model_id"]) or "").strip()
                 if not model_id:
                     raise CurveFileError(path, line, None, "model_id is missing")
-                row = {c: _number(_field(fields, index[c]), c, path, line, model_id) for c in numeric}
-                if row["epoch"] == 0:
-                    before_training += 1
-                    continue
-                if row["epoch"] < 0:
-                    raise CurveFileError(path, line, model_id, f"epoch must be positive; got {row['epoch']:g}")
-                if not 0.0 <= row["val_acc"] <= 100.0:
-                    raise CurveFileError(
-                        path, line, model_id, f"val_acc must be a percentage in [0, 100]; got {row['val_acc']:g}"
-                    )
-                if current is None or model_id != current.model_id:
-                    if model_id in seen:
-                        raise CurveFileError(
-                            path, line, model_id,
-                            f"rows of one model must be consecutive; this model's earlier rows end at line {seen[model_id]}",
-                        )
-                    if current is not None:
-                        curves.append(current.build())
-                        seen[current.model_id] = current.last_line
-                    current = _CurveBuilder(model_id, line, numeric)
-                current.add(row, line, path)
+                epoch = _number(_field(fields, index["epoch"]), "epoch", path, line, model_id)
+                val_acc = _number(_field(fields, index["val_acc"]), "val_acc", path, line, model_id)
+                if epoch < 0:
+                    raise CurveFileError(path, line, model_id, f"epoch must be positive; got {epoch:g}")
+                if not 0.0 <= val_acc <= 100.0:
+                    raise CurveFileError(path, line, model_id, f"val_acc must be a percentage in [0, 100]; got {val_acc:g}")
+                raws = [_field(fields, index[c]) for c in optional]
+                rows.append((line, model_id, epoch, val_acc, [r if r is not None and r.strip() else None for r in raws]))
         except csv.Error as exc:
             raise CurveFileError(path, reader.line_num, None, f"malformed CSV: {exc}") from None
         except UnicodeDecodeError as exc:
             raise CurveFileError(path, None, None, f"not UTF-8 text: {exc.reason}") from None
-    if current is None:
+    if not rows:
         raise CurveFileError(path, 2, None, "no data rows after the header")
-    curves.append(current.build())
     notes = []
+
+    # Optional columns: absent when empty everywhere, numbers everywhere otherwise.
+    used = []
+    for j, column in enumerate(optional):
+        if all(r[4][j] is None for r in rows):
+            notes.append(f"column {column} is empty in every row: read as absent")
+            continue
+        used.append((j, column))
+    values: list[dict[str, float]] = []
+    for line, model_id, epoch, val_acc, raws in rows:
+        row = {"epoch": epoch, "val_acc": val_acc}
+        for j, column in used:
+            row[column] = _number(raws[j], column, path, line, model_id)
+            if column == "lr" and row[column] < 0:
+                raise CurveFileError(path, line, model_id, f"lr must not be negative; got {row[column]:g}")
+        values.append(row)
+
+    if max(r["val_acc"] for r in values) <= 1.0:
+        for r in values:
+            r["val_acc"] *= 100.0
+        notes.append(FRACTION_NOTE)
+
+    zero = [i for i, r in enumerate(values) if r["epoch"] == 0]
+    if zero:
+        mode = epoch_zero if epoch_zero != "auto" else _epoch_zero_mode([values[i]["val_acc"] for i in zero], chance)
+        if mode == "drop":
+            keep = set(range(len(values))) - set(zero)
+            notes.append(f"{len(zero)} row(s) at epoch 0 dropped as an evaluation before training"
+                         + (" (the models sit together at chance level there)" if epoch_zero == "auto" else "")
+                         + "; --epoch-zero shift reads them as the end of the first epoch instead")
+        else:
+            step = _first_step(rows, values)
+            for r in values:
+                r["epoch"] += step
+            keep = set(range(len(values)))
+            notes.append(f"epochs count from 0: every epoch shifted up by {step:g}, so epoch 0 is the end of the "
+                         "first training step" + (" (accuracy there is already above chance)" if epoch_zero == "auto"
+                                                   else "") + "; --epoch-zero drop skips those rows instead")
+        rows = [rows[i] for i in sorted(keep)]
+        values = [values[i] for i in sorted(keep)]
+        if not rows:
+            raise CurveFileError(path, 2, None, "no data rows after the rows at epoch 0")
+
+    columns = ["epoch", "val_acc", *(c for _, c in used)]
+    curves: list[RecordedCurve] = []
+    seen: dict[str, int] = {}
+    current: _CurveBuilder | None = None
+    for (line, model_id, *_), row in zip(rows, values):
+        if current is None or model_id != current.model_id:
+            if model_id in seen:
+                raise CurveFileError(
+                    path, line, model_id,
+                    f"rows of one model must be consecutive; this model's earlier rows end at line {seen[model_id]}",
+                )
+            if current is not None:
+                curves.append(current.build())
+                seen[current.model_id] = current.last_line
+            current = _CurveBuilder(model_id, line, columns)
+        current.add(row, line, path)
+    curves.append(current.build())
     short = [c.model_id for c in curves if len(c) < c_min]
     if short:
         notes.append(f"{len(short)} model(s) with fewer than c_min={c_min} points (first: {short[0]!r}): too few "
                      "to fit, each ends at its last point with the best accuracy it showed (curve_ended)")
-    if before_training:
-        notes.append(f"{before_training} row(s) at epoch 0 skipped: an evaluation before training is not a point "
-                     "of the learning curve")
-    if max(float(np.max(c.val_acc)) for c in curves) <= 1.0:
-        curves = [replace(c, val_acc=c.val_acc * 100.0) for c in curves]
-        notes.append(FRACTION_NOTE)
     if notes:
         curves = [replace(c, file_notes=tuple(notes)) for c in curves]
     return curves
+
+
+#: At a random initialisation every model scores about chance: their median within this many points of it,
+#: and half of them within this many points of each other.
+_INIT_SPREAD = 3.0
+
+
+def _epoch_zero_mode(accs: list[float], chance: float | None) -> str:
+    """"drop" when the rows at epoch 0 look like random initialisations, else "shift"."""
+    median = statistics.median(accs)
+    q = statistics.quantiles(accs, n=4) if len(accs) >= 2 else [median, median, median]
+    together = q[2] - q[0] <= _INIT_SPREAD
+    at_chance = chance is None or median <= chance + _INIT_SPREAD
+    return "drop" if together and at_chance else "shift"
+
+
+def _first_step(rows, values) -> float:
+    """The spacing after epoch 0 (the file's E), from the first model that has a second row."""
+    for i in range(len(rows) - 1):
+        if values[i]["epoch"] == 0 and rows[i + 1][1] == rows[i][1]:
+            return float(values[i + 1]["epoch"])
+    return 1.0
+
+
+def read_network_info(path: str | Path) -> dict[str, NetworkInfo]:
+    """A `--models` side file: model_id and any of num_params, depth, initial_lr (empty cells unknown)."""
+    path = Path(path)
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise CurveFileError(path, None, None, f"cannot open: {exc.strerror or exc}") from None
+    out: dict[str, NetworkInfo] = {}
+    with handle:
+        reader = csv.reader(handle)
+        try:
+            header = [h.strip() for h in next(reader, None) or []]
+            if "model_id" not in header:
+                raise CurveFileError(path, 1, None, "missing column model_id; the header has "
+                                     + (", ".join(header) or "nothing"))
+            present = [c for c in NETWORK_COLUMNS if c in header]
+            if not present:
+                raise CurveFileError(path, 1, None, f"no known column; expected any of {', '.join(NETWORK_COLUMNS)}")
+            for fields in reader:
+                line = reader.line_num
+                if not fields or all(not f.strip() for f in fields):
+                    continue
+                model_id = (_field(fields, header.index("model_id")) or "").strip()
+                if not model_id:
+                    raise CurveFileError(path, line, None, "model_id is missing")
+                if model_id in out:
+                    raise CurveFileError(path, line, model_id, "model_id repeats")
+                data = {}
+                for column in present:
+                    raw = _field(fields, header.index(column))
+                    if raw is not None and raw.strip():
+                        data[column] = _number(raw, column, path, line, model_id)
+                try:
+                    out[model_id] = NetworkInfo(**data)
+                except ValueError as exc:
+                    err = exc.errors()[0] if hasattr(exc, "errors") else {"loc": ("?",), "msg": str(exc)}
+                    raise CurveFileError(path, line, model_id,
+                                         f"{err['loc'][0]}: {err['msg']}; got {err.get('input')!r}") from None
+        except csv.Error as exc:
+            raise CurveFileError(path, reader.line_num, None, f"malformed CSV: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise CurveFileError(path, None, None, f"not UTF-8 text: {exc.reason}") from None
+    return out
 
 
 FRACTION_NOTE = "val_acc holds fractions (every value is at most 1): read as percent after multiplying by 100"
@@ -289,6 +428,12 @@ def infer_epoch_step(curves: Iterable[RecordedCurve]) -> float:
     """E, the epochs per iteration: the median spacing between consecutive recorded epochs."""
     steps = np.concatenate([np.diff(c.epochs) for c in curves])
     return float(round(statistics.median(steps.tolist()), 9))
+
+
+def longest_run(curves: Iterable[RecordedCurve], E: float) -> float:
+    """e_max when not given: the last epoch of the longest curve, as a whole number of steps of E."""
+    last = max(float(c.epochs[-1]) for c in curves)
+    return max(E, round(last / E) * E)
 
 
 def baseline_monitor(curves: Sequence[RecordedCurve]) -> str:

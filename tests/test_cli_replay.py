@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "data" / "penguin-cifar100-sample.csv"  # the shipped copy of ../shared/data/
 
 MODEL_KEYS = {"model_id", "stop_epoch", "estimate", "converged", "baseline_stop_epoch", "actual_max", "interval"}
-SUMMARY_KEYS = {"n_models", "epochs_saved_mean", "throughput_gain", "overlap", "mean_acc_diff", "regret_at_1"}
+SUMMARY_KEYS = {"n_models", "epochs_saved_mean", "throughput_gain", "overlap", "mean_acc_diff", "regret_at_1",
+                "mean_epochs", "mae", "mae_top", "coverage", "coverage_n"}
 
 
 def run_cli(capsys, *argv):
@@ -81,7 +82,7 @@ def test_rows_at_epoch_0_are_an_evaluation_before_training_and_are_skipped_and_s
     with_zero.write_text("\n".join([lines[0], *body]) + "\n")
     _, want, _ = run_cli(capsys, plain, "--json")
     code, got, err = run_cli(capsys, with_zero, "--json")
-    assert code == 0 and "3 row(s) at epoch 0 skipped" in err
+    assert code == 0 and "3 row(s) at epoch 0 dropped" in err
     assert json.loads(got) == json.loads(want)
     code, _, err = run_cli(capsys, curves_file(tmp_path, step=-1.0, name="negative.csv"))
     assert code == 2 and "epoch must be positive" in err

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from peng4nn.analyzer import Reason
 from peng4nn.metrics import (
     epochs_saved,
     mean_accuracy_difference,
@@ -64,15 +65,24 @@ def test_epochs_saved_and_throughput_gain():
 
 
 def test_summary_has_the_json_shape():
+    estimates = [9.0, 0.1, 0.2, 0.3, 8.0, 7.0, 6.0, 0.0]
+    stops = [2.0, 4.0, 5.0, 5.0, 10.0, 10.0, 2.0, 20.0]
     outcomes = [
-        SimpleNamespace(actual_max=a, estimate=e, stop_epoch=s, baseline_stop_epoch=20.0)
-        for a, e, s in zip(ACTUAL, [9.0, 0.1, 0.2, 0.3, 8.0, 7.0, 6.0, 0.0], [2.0, 4.0, 5.0, 5.0, 10.0, 10.0, 2.0, 2.0])
+        SimpleNamespace(actual_max=a, estimate=e, stop_epoch=s, baseline_stop_epoch=20.0,
+                        reason=Reason.MAX_EPOCHS if s == 20.0 else Reason.CONVERGED, interval=(e - 1.0, e + 1.0))
+        for a, e, s in zip(ACTUAL, estimates, stops)
     ]
     s = summarize(outcomes)
-    assert set(s) == {"n_models", "epochs_saved_mean", "throughput_gain", "overlap", "mean_acc_diff", "regret_at_1"}
+    assert set(s) == {"n_models", "epochs_saved_mean", "throughput_gain", "overlap", "mean_acc_diff", "regret_at_1",
+                      "mean_epochs", "mae", "mae_top", "coverage", "coverage_n"}
+    assert s["mean_epochs"] == pytest.approx(sum(stops) / 8)
+    assert s["mae"] == pytest.approx(sum(abs(a - e) for a, e in zip(ACTUAL, estimates)) / 8)
+    # Coverage is judged on the 7 models stopped before e_max only (the last one ran to e_max).
+    hits = sum(e - 1 <= a <= e + 1 for a, e, st in zip(ACTUAL, estimates, stops) if st < 20)
+    assert s["coverage_n"] == 7 and s["coverage"] == pytest.approx(hits / 7)
     assert s["n_models"] == 8
-    assert s["epochs_saved_mean"] == pytest.approx(1 - 40 / 160)
-    assert s["throughput_gain"] == pytest.approx(160 / 40)
+    assert s["epochs_saved_mean"] == pytest.approx(1 - sum(stops) / 160)
+    assert s["throughput_gain"] == pytest.approx(160 / sum(stops))
     assert set(s["overlap"]) == set(s["mean_acc_diff"]) == {"10", "20", "30"}
     # n = 8: 10% -> 1 model, 20% -> 2, 30% -> 2. Predicted order 0, 4, 5, 6, ...
     assert s["overlap"] == {"10": 1.0, "20": 0.5, "30": 0.5}

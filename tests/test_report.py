@@ -41,7 +41,8 @@ def test_report_writes_results_markdown_and_every_figure(sample_report):
     assert expected <= set(saved["policies"])
     for entry in saved["policies"].values():
         assert set(entry["summary"]) == {"n_models", "epochs_saved_mean", "throughput_gain", "overlap",
-                                         "mean_acc_diff", "regret_at_1"}
+                                         "mean_acc_diff", "regret_at_1", "mean_epochs", "mae", "mae_top",
+                                         "coverage", "coverage_n"}
     # the baseline saves nothing against itself
     assert saved["policies"]["menndl"]["summary"]["epochs_saved_mean"] == 0.0
     assert saved["policies"]["menndl"]["summary"]["throughput_gain"] == 1.0

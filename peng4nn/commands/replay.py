@@ -57,7 +57,17 @@ def add_parser(subparsers) -> None:
     b.add_argument("--k", type=float, help="fixed: epochs every model trains (default e_max)")
     b.add_argument("--monitor", choices=("auto", "train_loss", "val_loss", "val_acc"), help="menndl: signal watched")
     b.add_argument("--top", type=float, help="adaptive: target fraction x of the search, percent (default 20)")
-    b.add_argument("--budget", type=float, help="adaptive: mean epochs per model after its warm-up (default: no cap)")
+    b.add_argument("--budget", type=float,
+                   help="adaptive: mean epochs per model, every model counted (default: no cap)")
+    d = p.add_argument_group("what the search knew (optional)")
+    d.add_argument("--lr-schedule", dest="lr_schedule", default=None,
+                   help="learning-rate schedule of every network, for files without an lr column: "
+                        "step:5,10,15:0.2, cosine, cosine+warmup=1 or JSON")
+    d.add_argument("--models", dest="models_file", default=None, metavar="MODELS.csv",
+                   help="side file: model_id and any of num_params, depth, initial_lr")
+    d.add_argument("--epoch-zero", dest="epoch_zero", choices=("auto", "drop", "shift"), default="auto",
+                   help="rows at epoch 0: drop (an evaluation before training), shift (the file counts epochs from "
+                        "0) or auto (drop when the models sit together at chance level there; default)")
     p.add_argument("--json", action="store_true", help="print one JSON object {summary, models} instead of a table")
     p.set_defaults(run=run)
 
@@ -69,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     from peng4nn.cli import CliError
     from peng4nn.metrics import summarize
     from peng4nn.policies import PolicyConfigError, default_policy
-    from peng4nn.replay import CurveFileError, ReplayError, baseline_monitor, infer_epoch_step, policy_factory, read_curves, replay
+    from peng4nn.replay import (CurveFileError, ReplayError, baseline_monitor, infer_epoch_step, longest_run,
+                                policy_factory, read_curves, replay)
 
     args.policy_defaulted = args.policy is None
     args.policy = args.policy or default_policy(in_search=True)
@@ -85,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     settings = _settings(EstimatorSettings, ValidationError, CliError, options)  # fail fast, before reading
 
     try:
-        curves = read_curves(args.curves, c_min=settings.c_min)
+        curves = read_curves(args.curves, c_min=settings.c_min, epoch_zero=args.epoch_zero,
+                             chance=100.0 / args.num_classes)
     except CurveFileError as exc:
         raise CliError(str(exc)) from None
     for note in curves[0].file_notes:
@@ -93,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
     e_inferred = "E" not in options
     if e_inferred:
         settings = _settings(EstimatorSettings, ValidationError, CliError, {**options, "E": infer_epoch_step(curves)})
+    longest = longest_run(curves, settings.E)
+    if longest > settings.e_max + 1e-9:
+        print(f"{args.curves}: note: curves run to epoch {longest:g}; replayed up to e_max={settings.e_max:g} "
+              f"(--e-max {longest:g} replays them whole)", file=sys.stderr)
+    curves = _with_search_knowledge(args, curves, settings, CliError)
     if settings.loss_check and any(c.val_loss is None for c in curves):
         raise CliError(f"{args.curves}:1: --loss-check needs a val_loss column")
     if params.get("monitor") in ("train_loss", "val_loss") and any(getattr(c, params["monitor"]) is None for c in curves):
@@ -119,6 +136,36 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(_summary_text(summary, args.policy, settings, e_inferred, monitor))
     return 0
+
+
+def _with_search_knowledge(args, curves, settings, cli_error):
+    """Attach --lr-schedule and --models to the curves (what a NAS knows before training)."""
+    from dataclasses import replace
+
+    from peng4nn.replay import CurveFileError, read_network_info
+    from peng4nn.schedule import parse_schedule
+
+    schedule = None
+    if args.lr_schedule is not None:
+        if any(c.lr is not None for c in curves):
+            raise cli_error(f"{args.curves}:1: --lr-schedule is for files without an lr column; this file has one")
+        try:
+            schedule = parse_schedule(args.lr_schedule).bound(settings.e_max)
+        except ValueError as exc:
+            raise cli_error(f"--lr-schedule: {exc}") from None
+    networks = {}
+    if args.models_file is not None:
+        try:
+            networks = read_network_info(args.models_file)
+        except CurveFileError as exc:
+            raise cli_error(str(exc)) from None
+        unknown = [c.model_id for c in curves if c.model_id not in networks]
+        if unknown:
+            print(f"{args.models_file}: note: {len(unknown)} model(s) of {args.curves} are not in it (first: "
+                  f"{unknown[0]!r}); they are estimated without metadata", file=sys.stderr)
+    if schedule is None and not networks:
+        return curves
+    return [replace(c, given_schedule=schedule, network=networks.get(c.model_id)) for c in curves]
 
 
 def _settings(settings_cls, validation_error, cli_error, options):
@@ -161,10 +208,14 @@ def _summary_text(summary, policy, settings, e_inferred, monitor) -> str:
         f"policy: {policy}; E={settings.E:g}{e_note}, e_max={settings.e_max:g}",
         f"baseline: MENNDL rule on {monitor}",
         f"models: {summary['n_models']}",
+        f"epochs per model (mean): {summary['mean_epochs']:.2f} ({summary['mean_epochs'] / settings.e_max:.1%} of e_max)",
         f"epochs saved vs baseline (mean): {summary['epochs_saved_mean']:.1%}",
         f"throughput gain: {summary['throughput_gain']:.2f}x",
         "overlap of best x%:          " + ", ".join(f"{x}%: {v:.2f}" for x, v in summary["overlap"].items()),
         "mean accuracy diff (points): " + ", ".join(f"{x}%: {v:.2f}" for x, v in summary["mean_acc_diff"].items()),
         f"regret@1 (points): {summary['regret_at_1']:.2f}",
+        f"estimate error (mean abs, points): all {summary['mae']:.2f}, true top 20% {summary['mae_top']['20']:.2f}",
+        "interval coverage at the stop: " + (f"{summary['coverage']:.2f} of {summary['coverage_n']} models stopped "
+                                             "before e_max" if summary["coverage_n"] else "no interval reported"),
     ]
     return "\n".join(lines)
