@@ -77,6 +77,8 @@ class Reason(str, Enum):
     CANCELLED = "cancelled"
     #: Ranking-aware policies: the model cannot reach the population's top fraction.
     OUT_OF_CONTENTION = "out_of_contention"
+    #: Ranking-aware policies: trained to e_max whatever it shows, as one of its search's references.
+    REFERENCE = "reference"
 
 
 @dataclass(frozen=True)

@@ -182,6 +182,10 @@ class CurveSessions:
                 "policy": body.policy, "policy_params": body.policy_params, "search": body.search}
         policy, search = await self._new_policy(meta, estimator, owner)
         curve_id = secrets.token_hex(12)
+        # A search's role for this network (a reference trains to e_max) is drawn once, when it starts.
+        role = getattr(policy, "role", None)
+        if role is not None:
+            meta["reference"] = role.reference
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(session_key(curve_id),
                       mapping={"owner": owner, "meta": dumps(meta), "created_at": repr(time.time())})
@@ -351,7 +355,7 @@ class CurveSessions:
         await searches.sync_async(self.redis, search, population)
         if any(n != population.n_finished for n in stored_networks if n is not None):
             population = searches.new_population(name, estimator, meta["num_classes"], params)
-        return population(), search
+        return population(reference=meta.get("reference")), search
 
     async def _sync_search(self, entry: _Entry) -> int | None:
         """Learn the search's networks finished since the last post; the count the decisions are made with."""

@@ -182,7 +182,8 @@ def test_a_rebuilt_session_decides_its_old_points_with_the_search_as_it_was(api,
         for i in range(9):  # one network short of the warm-up
             assert a.post(f"/v1/curves/{session(a)}/observations", json={"points": points[i]}).json()["stop"]
             full_run(curves[i])
-        watched = session(b)
+        session(a), library()  # the 10th network to start: the last of the warm-up's references
+        watched = session(a)  # the 11th: ranked, but its search is not ready yet
         expected = library(curves[late])
         head = points[late][:6]
         for p in head:
@@ -229,8 +230,9 @@ def test_a_search_whose_list_expired_starts_over(api, redis_conn, search_curves)
         ranked = run(curves[11])
         redis_conn.delete(listed("again"))  # as if it had expired
         alone = run(curves[11])
-    assert not any(d["reason"] == "warming_up" for d in ranked)  # 11 networks before it: the search was ready
-    assert any(d["reason"] == "warming_up" for d in alone)  # a new search: warming up again
+    assert not any(d["reason"] in ("warming_up", "reference") for d in ranked)  # 11 before it: the search was ready
+    assert alone[-1]["reason"] == "max_epochs"  # a new search: its first network is a reference again
+    assert any(d["reason"] == "reference" for d in alone)
     assert redis_conn.llen(listed("again")) == 1
 
 
