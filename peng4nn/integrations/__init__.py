@@ -14,13 +14,15 @@ frameworks; each plug-in module imports its own.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from peng4nn.analyzer import Decision, EstimatorSettings, Reason
 from peng4nn.policies import DEFAULT_LONE_POLICY, StoppingPolicy, make_policy
 
 __all__ = [
-    "CurveObserver", "ESTIMATE_ATTR", "INTERVAL_ATTR", "REASON_ATTR", "check_scale", "diverged", "open_curve",
+    "CurveObserver", "ESTIMATE_ATTR", "INTERVAL_ATTR", "REASON_ATTR", "TrialEstimate", "check_scale", "diverged",
+    "open_curve",
 ]
 
 ESTIMATE_ATTR = "peng4nn_estimate"
@@ -31,6 +33,22 @@ INTERVAL_ATTR = "peng4nn_interval"
 
 REASON_ATTR = "peng4nn_reason"
 """Name under which the plug-ins record why the engine stopped."""
+
+
+@dataclass(frozen=True)
+class TrialEstimate:
+    """What the engine says about one trial (a network of a search) and its final accuracy (percent)."""
+
+    #: The estimate; None for a trial that diverged (NaN or infinite reports).
+    value: float | None
+    #: Interval for it at the policy's nominal level, when the policy gives one.
+    interval: tuple[float, float] | None
+    #: Epochs trained when it was made.
+    epoch: float
+    reason: str
+    #: True once the engine stopped the trial (the estimate is its last word); False for the
+    #: running prediction of a trial that is still training.
+    final: bool
 
 
 class CurveObserver(Protocol):

@@ -146,11 +146,14 @@ class RunWatch:
         return decision
 
     def end(self) -> None:
-        """The run is over: a network of a search joins it (a remote session that never stopped is closed)."""
+        """The run is over: a network of a search joins it (a remote session that never stopped is closed,
+        which is how it joins); a diverged one does not."""
         self._restored = False
         if self._ended or self.curve is None:
             return
         self._ended = True
+        if self.decision is not None and self.decision.reason is Reason.DIVERGED:
+            return  # a diverged network teaches the search nothing about networks that train
         stopped = any(d.stop for d in self.decisions)
         finish = getattr(self.curve, "finish", None)
         if finish is not None and (hasattr(self.curve, "outcome") or not stopped):

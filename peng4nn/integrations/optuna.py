@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 from peng4nn.adaptive import FinishedNetwork
 from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings, Reason
 from peng4nn.integrations import (
-    ESTIMATE_ATTR, INTERVAL_ATTR, REASON_ATTR, CurveObserver, check_scale, diverged, open_curve,
+    ESTIMATE_ATTR, INTERVAL_ATTR, REASON_ATTR, CurveObserver, TrialEstimate, check_scale, diverged, open_curve,
 )
 from peng4nn.policies import DEFAULT_SEARCH_POLICY, SEARCH_POLICIES, make_policy_factory
 
@@ -48,22 +48,6 @@ LR_ATTR = "peng4nn_lr"
 #: States of trials a search learns from. A failed trial's curve says nothing about its network.
 _LEARN_FROM = (TrialState.COMPLETE, TrialState.PRUNED)
 _RUNNING = (TrialState.RUNNING, TrialState.WAITING)
-
-
-@dataclass(frozen=True)
-class TrialEstimate:
-    """What the engine says about one trial's final accuracy (percent)."""
-
-    #: The estimate; None for a trial that diverged (NaN or infinite reports).
-    value: float | None
-    #: Interval for it at the policy's nominal level, when the policy gives one.
-    interval: tuple[float, float] | None
-    #: Epochs trained when it was made.
-    epoch: float
-    reason: str
-    #: True once the engine stopped the trial (the estimate is its last word); False for the
-    #: running prediction of a trial that is still training.
-    final: bool
 
 
 def report(trial: optuna.Trial, value: float, step: int, *, lr: float | None = None) -> None:
