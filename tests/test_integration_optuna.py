@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import subprocess
 import sys
 from collections import defaultdict
@@ -360,3 +361,11 @@ def test_remote_pruner_decides_like_the_in_process_one(api):
 def _session_ids(server) -> list[str]:
     redis = server.app.state.redis
     return [k.split(":")[2] for k in redis.scan_iter("peng4nn:curve:*") if k.count(":") == 2]
+
+
+def test_the_shipped_example_crowns_a_true_top_3_network():
+    """examples/optuna_digits.py end to end, checking itself: every trial retrained to e_max."""
+    proc = subprocess.run([sys.executable, "examples/optuna_digits.py", "--trials", "14", "--verify"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=55, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "in the true top 3" in proc.stdout and "Traceback" not in proc.stderr
