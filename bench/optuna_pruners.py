@@ -79,7 +79,7 @@ def read_rates(path: str) -> dict[str, list[float]]:
     return rates
 
 
-def run_study(curves, order, pruner, E: float, rates: dict[str, list[float]]) -> dict:
+def run_study(curves, order, pruner, E: float, rates: dict[str, list[float]], name: str) -> dict:
     """One study over the curves in `order`; returns per-trial epochs, scores and the crowned trial."""
     def objective(trial: optuna.Trial) -> float:
         curve = curves[order[trial.number]]
@@ -91,7 +91,9 @@ def run_study(curves, order, pruner, E: float, rates: dict[str, list[float]]) ->
                 raise optuna.TrialPruned()
         return float(curve.val_acc.max())
 
-    study = optuna.create_study(direction="maximize", pruner=pruner, sampler=optuna.samplers.RandomSampler(seed=0))
+    # A fixed study name: HyperbandPruner assigns trials to brackets by a hash of the study name.
+    study = optuna.create_study(direction="maximize", pruner=pruner, sampler=optuna.samplers.RandomSampler(seed=0),
+                                study_name=name)
     t0 = time.perf_counter()
     study.optimize(objective, n_trials=len(order))
     seconds = time.perf_counter() - t0
@@ -157,7 +159,7 @@ def main() -> None:
     for name, make in contenders.items():
         for o, order in enumerate(orders):
             truth = np.array([curves[i].val_acc.max() for i in order])
-            run = run_study(curves, order, make(), args.E, rates)
+            run = run_study(curves, order, make(), args.E, rates, f"{name} order {o}")
             row = judge(truth, run["epochs"], run["scores"], run["crowned"]) | {"seconds": run["seconds"]}
             rows.setdefault(name, []).append(row)
             print(f"{name:42s} order {o}: epochs {row['epochs']:5.2f}  overlap@20% {row['overlap20']:.3f}  "

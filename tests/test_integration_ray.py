@@ -11,6 +11,7 @@ import json
 import math
 import os
 import pickle
+import re
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -158,3 +159,17 @@ def test_bad_input_is_named():
         stopper("t1", {"acc": 50.0, "training_iteration": 1})
     with pytest.raises(ValueError, match=r"trial t2, epoch 1: val_acc at epoch 1 .*= 150.0: val_acc must be"):
         stopper("t2", {"val_acc": 150.0, "training_iteration": 1})
+
+
+def test_the_shipped_example_ranks_an_experiment(local_ray, tmp_path, monkeypatch, capsys):
+    """examples/ray_tune_digits.py as docs/OBSERVE.md runs it (on this module's Ray instance)."""
+    import runpy
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["ray_tune_digits.py", "--trials", "6"])
+    runpy.run_path(str(ROOT / "examples" / "ray_tune_digits.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert re.search(r"^best: trial \w+; \d+ epochs trained of 72", out, re.M), out
+    assert len(re.findall(r" (max_epochs|out_of_contention|converged)$", out, re.M)) == 6
+    assert ray.is_initialized()  # the example leaves a Ray it did not start running
