@@ -329,6 +329,25 @@ def test_bad_parameters_are_named(args, kwargs, message):
         PEng4NNPruner(*args, **kwargs)
 
 
+def test_a_bad_learning_rate_is_refused_where_it_is_reported():
+    def objective(trial):
+        report(trial, 50.0, 0, lr=math.nan)
+        return 0.0
+
+    study = optuna.create_study(direction="maximize", pruner=PEng4NNPruner())
+    with pytest.raises(ValueError, match=r"lr must be a non-negative finite number; got nan \(trial 0, step 0\)"):
+        study.optimize(objective, n_trials=1, catch=())
+
+
+def test_threads_share_one_search_without_losing_a_trial():
+    curves = svhn_curves()[:40]
+    pruner = PEng4NNPruner(estimator=SVHN, num_classes=10)
+    study, reported = run_study(pruner, curves, n_jobs=3)
+    assert len(study.trials) == 40 and all(t.state.is_finished() for t in study.trials)
+    assert all(estimate_of(t, study).final for t in study.trials)
+    assert pruner.search.n_finished >= 37  # all but (at most) the trials still running at the last decision
+
+
 def test_values_outside_percent_name_the_trial_and_the_scale():
     def objective(trial):
         trial.report(250.0, 0)

@@ -53,6 +53,8 @@ _RUNNING = (TrialState.RUNNING, TrialState.WAITING)
 def report(trial: optuna.Trial, value: float, step: int, *, lr: float | None = None) -> None:
     """``trial.report(value, step)``, with the learning rate used to reach this step passed to the engine."""
     if lr is not None:
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"lr must be a non-negative finite number; got {lr!r} (trial {trial.number}, step {step})")
         trial.set_user_attr(LR_ATTR, float(lr))
     trial.report(value, step)
 
