@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 import runpy
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import import_keras
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(150)
@@ -31,8 +32,7 @@ def test_lightning_example_stops_and_resumes(monkeypatch, tmp_path, capsys):
 
 
 def test_keras_example_stops_the_fit(monkeypatch, tmp_path, capsys):
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    pytest.importorskip("keras")
+    import_keras()
     out = run_example("keras_digits.py", [], monkeypatch, tmp_path, capsys)
     assert re.search(r"^converged at epoch \d+ of 20: estimate \d+\.\d\d%$", out, re.M), out
     assert not (tmp_path / "runs" / "keras-digits" / "peng4nn.json").exists()  # a finished fit drops its backup

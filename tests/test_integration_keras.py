@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
+from sklearn.datasets import load_digits
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
-keras = pytest.importorskip("keras")
+from tests.conftest import import_keras
 
-from sklearn.datasets import load_digits  # noqa: E402
+keras = import_keras()
 
 from peng4nn.integrations.keras import MonitorMissingWarning, PEng4NNEarlyStopping  # noqa: E402
 from peng4nn.policies import make_policy, make_policy_factory  # noqa: E402

@@ -184,22 +184,23 @@ def run_part(journal: str, name: str, first: int, count: int) -> None:
 
 
 def test_processes_sharing_a_journal_storage_share_one_search(tmp_path):
-    """Another process runs the first 40 trials; this one, with a fresh pruner, decides the rest as if it had."""
+    """Another process runs the first 20 trials; this one, with a fresh pruner, decides the rest as if it had."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     journal = str(tmp_path / "study.log")
-    code = f"from tests.test_integration_optuna import run_part; run_part({journal!r}, 'svhn', 0, 40)"
+    code = f"from tests.test_integration_optuna import run_part; run_part({journal!r}, 'svhn', 0, 20)"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=50)
 
-    curves = svhn_curves()[:80]
+    curves = svhn_curves()[:40]
     storage = JournalStorage(JournalFileBackend(journal))
     study, reported = run_study(PEng4NNPruner(estimator=SVHN, num_classes=10), curves, storage=storage, name="svhn",
-                                n=40, offset=0)
-    # trial numbers continue at 40 in this process; their curves are curves[40:80]
+                                n=20, offset=0)
+    # trial numbers continue at 20 in this process; their curves are curves[20:40]
     alone, alone_reported = run_study(PEng4NNPruner(estimator=SVHN, num_classes=10), curves)
     assert [len(t.intermediate_values) for t in study.trials] == [len(t.intermediate_values) for t in alone.trials]
     assert [estimate_of(t, study).value for t in study.trials] == [estimate_of(t, alone).value for t in alone.trials]
+    assert any(t.state == optuna.trial.TrialState.PRUNED for t in study.trials[20:])  # decided by the search
 
 
 def test_the_learning_rate_reaches_the_engine():
