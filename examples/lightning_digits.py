@@ -62,7 +62,8 @@ def main() -> None:
     for epoch, acc, lr in stopper.points:
         d = next(d for d in stopper.decisions if d.epoch == epoch)
         pred = "" if d.prediction is None else f"  prediction {d.prediction:6.2f}"
-        print(f"epoch {epoch:4.1f}  val_acc {acc:6.2f}  lr {lr:.4f}{pred}" + (f"  STOP ({d.reason.value})" if d.stop else ""))
+        stop = f"  STOP ({d.reason.value})" if d.stop else ""
+        print(f"epoch {epoch:4.1f}  val_acc {acc:6.2f}  lr {lr:.4f}{pred}{stop}")
     d = stopper.decision
     print(f"{d.reason.value} at epoch {d.epoch:g} of {args.max_epochs}: estimate "
           + (f"{stopper.estimate:.2f}%" if stopper.estimate is not None else "none"))

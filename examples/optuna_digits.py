@@ -40,7 +40,8 @@ def train(params: dict, seed: int, train_set, val_set):
     """Yield (step, validation accuracy in percent, learning rate) every half epoch up to E_MAX."""
     (xt, yt), (xv, yv) = train_set, val_set
     torch.manual_seed(seed)
-    net = torch.nn.Sequential(torch.nn.Linear(64, params["width"]), torch.nn.ReLU(), torch.nn.Linear(params["width"], 10))
+    width = params["width"]
+    net = torch.nn.Sequential(torch.nn.Linear(64, width), torch.nn.ReLU(), torch.nn.Linear(width, 10))
     opt = torch.optim.SGD(net.parameters(), lr=params["lr"], momentum=0.9)
     half = len(xt) // 2
     order = torch.randperm(len(xt))

@@ -32,7 +32,8 @@ def trainable(config):
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     (xt, yt), (xv, yv) = (x[perm[:1400]], y[perm[:1400]]), (x[perm[1400:]], y[perm[1400:]])
     torch.manual_seed(config["seed"])
-    net = torch.nn.Sequential(torch.nn.Linear(64, config["width"]), torch.nn.ReLU(), torch.nn.Linear(config["width"], 10))
+    width = config["width"]
+    net = torch.nn.Sequential(torch.nn.Linear(64, width), torch.nn.ReLU(), torch.nn.Linear(width, 10))
     opt = torch.optim.SGD(net.parameters(), lr=config["lr"], momentum=0.9)
     for _ in range(E_MAX):
         for idx in torch.randperm(len(xt)).split(64):
@@ -56,7 +57,8 @@ def main() -> None:
     results = tune.Tuner(trainable, param_space=space,
                          tune_config=tune.TuneConfig(num_samples=args.trials, reuse_actors=True,
                                                      search_alg=tune.search.BasicVariantGenerator(random_state=0)),
-                         run_config=tune.RunConfig(stop=stopper, verbose=0, storage_path=os.path.abspath("runs/ray"))).fit()
+                         run_config=tune.RunConfig(stop=stopper, verbose=0,
+                                                   storage_path=os.path.abspath("runs/ray"))).fit()
     by_id = {r.metrics["trial_id"]: r for r in results}
     print(f"{'trial':>10} {'width':>5} {'lr':>7} {'epochs':>6} {'estimate':>8}  reason")
     for trial_id, est in stopper.ranked():

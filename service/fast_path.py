@@ -1,8 +1,8 @@
 """A lean path, in front of FastAPI, for the requests that come by the thousand per second.
 
 ``POST /v1/curves/{id}/observations`` and ``POST /v1/curves`` (observe mode; a session is
-opened every few posts) and ``POST /v1/jobs`` (one network, with or without an Idempotency-Key). Profiling `peng4nn serve`
-under load showed about half of the API's CPU per request in the framework around the
+opened every few posts) and ``POST /v1/jobs`` (one network, with or without an Idempotency-Key).
+Profiling `peng4nn serve` under load showed about half of the API's CPU per request in the framework around the
 handler (routing over every route, dependency solving, the exception and telemetry
 wrappers, anyio's thread-pool hop), more than the fit or the Redis transaction.
 

@@ -246,7 +246,8 @@ class PEng4NNPruner(BasePruner):
             return FinishedNetwork(epochs, accs, float(record["estimate"]), float(record["epochs_used"]),
                                    bool(record["full"]), bool(record.get("audit", False)))
         # Ended without a stop from the engine (the objective returned, or a record from another policy).
-        return FinishedNetwork(epochs, accs, max(accs), epochs[-1], epochs[-1] >= self.estimator.e_max - EPOCH_TOLERANCE)
+        full = epochs[-1] >= self.estimator.e_max - EPOCH_TOLERANCE
+        return FinishedNetwork(epochs, accs, max(accs), epochs[-1], full)
 
     def _forget_ended(self, study: optuna.study.Study) -> None:
         """Drop the policies of trials that ended without a stop (the objective returned or failed)."""
