@@ -115,10 +115,8 @@ class PEng4NNEarlyStopping(pl.Callback):
             trainer.should_stop = True
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.is_global_zero:
-            self.run.end()
-
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # Not on an exception: a crashed run teaches its search nothing (as a failed Optuna trial), and
+        # resumed from its checkpoint it goes on with its curve.
         if trainer.is_global_zero:
             self.run.end()
 
