@@ -18,6 +18,9 @@ from email.utils import parsedate_to_datetime
 
 __all__ = ["Backoff", "Attempts", "parse_retry_after"]
 
+#: A last wait shorter than this before the deadline is not worth a try.
+MIN_LAST_WAIT_S = 0.01
+
 #: Retry-After hints above this are treated as this (a misconfigured proxy must not park a client for hours).
 MAX_HINT_S = 300.0
 
@@ -62,7 +65,10 @@ class Attempts:
         self.failures, self.first_failure = 0, None
 
     def next_delay(self, *, retry_after: float | None = None, reconnect_s: float | None = None) -> float | None:
-        """Seconds to wait before the next try, or None when the deadline does not allow another."""
+        """Seconds to wait before the next try, or None when the deadline does not allow another.
+
+        Tries go on until the deadline: the last wait is cut short to end at it. A ``Retry-After`` that
+        ends past the deadline is final at once (waiting would not help)."""
         now = time.monotonic()
         if self.first_failure is None:
             self.first_failure = now
@@ -70,13 +76,17 @@ class Attempts:
         base = min(reconnect_s, MAX_HINT_S) if reconnect_s is not None else b.initial_s
         ceiling = min(max(b.max_s, base), base * b.factor ** self.failures)
         delay = self.rng.uniform(0.0, ceiling) if self.failures else self.rng.uniform(ceiling / 2, ceiling)
+        floor = None
         if retry_after is not None:
             floor = min(max(retry_after, 0.0), MAX_HINT_S)
             delay = max(delay, floor + self.rng.uniform(0.0, 0.1 * floor))
         self.failures += 1
-        if b.deadline_s is not None and now + delay - self.first_failure > b.deadline_s:
+        if b.deadline_s is None:
+            return delay
+        remaining = b.deadline_s - (now - self.first_failure)
+        if remaining < MIN_LAST_WAIT_S or (floor is not None and floor > remaining):
             return None
-        return delay
+        return min(delay, remaining)
 
 
 def parse_retry_after(value: str | None) -> float | None:
