@@ -286,8 +286,8 @@ class AdaptivePopulation:
     def __call__(self, curve=None, *, reference: bool | None = None) -> "AdaptivePolicy":
         """A policy for the next network of this search (`curve` is only read for its known schedule and
         metadata, never for its points: no peeking). `reference`: the role drawn when the network started,
-        for a service rebuilding its policy (None: draw it now)."""
-        self.refresh()
+        for a service rebuilding its policy (None: draw it now). Callers bring the population up to date first
+        (a service syncs it from Redis), so the role follows from the networks finished so far."""
         if reference is None:
             position = max(self.n_finished, self._started)
             self._started = position + 1

@@ -23,6 +23,10 @@ COMMANDS: dict[str, str] = {
     "experiment": "experiment",
     "report": "report",
     "demo": "demo",
+    "submit": "submit",
+    "jobs": "list_jobs",
+    "watch": "watch",
+    "cancel": "cancel",
 }
 
 EXIT_USAGE = 2

@@ -7,6 +7,11 @@ carrying the server's ``detail``, ``code`` and field ``errors``. ``stream()``
 reconnects after a dropped connection with ``Last-Event-ID``, so no event is
 lost or repeated.
 
+Retries follow one rule (`peng4nn.backoff.Backoff`: exponential, jittered, bounded by a
+deadline, honouring ``Retry-After`` and the stream's ``retry:``). Only what is safe to repeat
+is repeated: reads, submissions (each carries an ``Idempotency-Key``, so the service creates
+one job however often it arrives), and any request that never reached the server.
+
     from peng4nn.client import Client
     with Client() as client:                      # http://127.0.0.1:8000, or $PENG4NN_URL
         job = client.submit(arch, "digits")
@@ -20,12 +25,14 @@ import asyncio
 import json
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import httpx
 
 from peng4nn.analyzer import Decision, Reason
+from peng4nn.backoff import Attempts, Backoff, parse_retry_after
 from peng4nn.jobs import (
     EVENT_RESULT,
     DatasetsPublic,
@@ -46,9 +53,16 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 URL_ENV, TOKEN_ENV = "PENG4NN_URL", "PENG4NN_API_TOKEN"
 
 DEFAULT_TIMEOUT_S = 30.0
-RECONNECT_DELAY_S = 0.5
-MAX_RECONNECTS = 20
-"""Consecutive failed reconnects after which ``stream()`` gives up."""
+
+DEFAULT_BACKOFF = Backoff(deadline_s=30.0)
+"""Retries of requests and stream reconnects: 0.5 s doubling to 10 s, jittered, for at most 30 s (the API
+container's health check gives it 20 s to start)."""
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+"""Sent with every submission; the service answers a repeat with the job the first one created."""
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+"""Answers that mean "not now": retried when the request is safe to repeat (429 always: nothing was done)."""
 
 
 # --------------------------------------------------------------------------- errors
@@ -131,6 +145,8 @@ class SseParser:
 
     def __init__(self) -> None:
         self._event, self._data, self._id = "message", [], None
+        #: The server's reconnection time (``retry:``, seconds), once it sent one.
+        self.retry_s: float | None = None
 
     def feed(self, line: str) -> JobEvent | None:
         if line == "":
@@ -150,6 +166,8 @@ class SseParser:
             self._event = value
         elif field == "id":
             self._id = value
+        elif field == "retry" and value.isdigit():
+            self.retry_s = int(value) / 1000.0
         return None
 
 
@@ -164,6 +182,21 @@ def _headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+def _retry_delay(attempts: Attempts, response: httpx.Response | None, exc: Exception | None,
+                 safe: bool) -> float | None:
+    """Seconds to wait before trying again, or None when this failure is final."""
+    if exc is not None:  # never reached the server, or (safe requests) lost on the way
+        retriable = safe or isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+        return attempts.next_delay() if retriable else None
+    if response.status_code not in RETRY_STATUSES or not (safe or response.status_code == 429):
+        return None
+    return attempts.next_delay(retry_after=parse_retry_after(response.headers.get("Retry-After")))
+
+
+def _submission_headers(idempotency_key: str | None) -> dict[str, str]:
+    return {IDEMPOTENCY_HEADER: idempotency_key or uuid.uuid4().hex}
+
+
 # --------------------------------------------------------------------------- blocking client
 
 
@@ -171,8 +204,11 @@ class Client:
     """Blocking client. ``base_url`` defaults to ``$PENG4NN_URL`` or http://127.0.0.1:8000."""
 
     def __init__(self, base_url: str | None = None, token: str | None = None, *,
-                 timeout: float = DEFAULT_TIMEOUT_S, transport: httpx.BaseTransport | None = None):
+                 timeout: float = DEFAULT_TIMEOUT_S, transport: httpx.BaseTransport | None = None,
+                 backoff: Backoff = DEFAULT_BACKOFF):
+        """``backoff``: when to retry (its ``deadline_s`` bounds every request's and every reconnect's retries)."""
         self.base_url = (base_url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
+        self.backoff = backoff
         self._http = httpx.Client(base_url=self.base_url, headers=_headers(token or os.environ.get(TOKEN_ENV)),
                                   timeout=timeout, transport=transport)
 
@@ -185,21 +221,40 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise ConnectionFailed(self.base_url, exc) from None
-        _raise_for(response)
-        return response
+    def _request(self, method: str, path: str, *, safe: bool | None = None, **kwargs: Any) -> httpx.Response:
+        """One request, retried while `Backoff` allows when it is ``safe`` to repeat (default: GET)."""
+        safe = method == "GET" if safe is None else safe
+        attempts = self.backoff.attempts()
+        while True:
+            response = exc = None
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as error:
+                exc = error
+            if exc is None and response.status_code not in RETRY_STATUSES:
+                _raise_for(response)
+                return response
+            delay = _retry_delay(attempts, response, exc, safe)
+            if delay is None:
+                if exc is not None:
+                    raise ConnectionFailed(self.base_url, exc) from None
+                _raise_for(response)
+                return response
+            time.sleep(delay)
 
     def submit(self, architecture: Any, dataset: str, *, policy: str | None = None,
                policy_params: dict | None = None, estimator: Any = None, seed: int | None = None,
-               shadow: bool | None = None, search_id: str | None = None, label: str | None = None) -> JobAccepted:
-        """Queue one network; returns its id and links."""
+               shadow: bool | None = None, search_id: str | None = None, label: str | None = None,
+               idempotency_key: str | None = None) -> JobAccepted:
+        """Queue one network; returns its id and links.
+
+        Safe to retry: the request carries ``idempotency_key`` (a fresh one per call by default), and the
+        service answers a repeat with the job the first one created (409 if the body differs)."""
         body = _job_body(architecture, dataset, policy=policy, policy_params=policy_params, estimator=estimator,
                          seed=seed, shadow=shadow, search_id=search_id, label=label)
-        return JobAccepted.model_validate(self._request("POST", "/v1/jobs", json=body).json())
+        response = self._request("POST", "/v1/jobs", json=body, headers=_submission_headers(idempotency_key),
+                                 safe=True)
+        return JobAccepted.model_validate(response.json())
 
     def submit_batch(self, jobs: Iterable[JobCreate | dict]) -> list[JobAccepted]:
         """Queue a generation at once (all or nothing); ids come back in order."""
@@ -247,35 +302,44 @@ class Client:
             time.sleep(poll_s if deadline is None else min(poll_s, max(0.0, deadline - time.monotonic())))
 
     def stream(self, job_id: str, last_event_id: str | None = None, *,
-               max_reconnects: int = MAX_RECONNECTS) -> Iterator[JobEvent]:
-        """Yield the job's events until its ``result``; reconnects with Last-Event-ID when dropped."""
-        failures = 0
+               max_reconnects: int | None = None) -> Iterator[JobEvent]:
+        """Yield the job's events until its ``result``; reconnects with Last-Event-ID when dropped.
+
+        Reconnects back off (`Backoff`, from the server's ``retry:`` when it sent one) until the client's
+        deadline has passed since the last event (or after ``max_reconnects`` failures in a row)."""
+        attempts = self.backoff.attempts()
+        reconnect_s = None
         while True:
             headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
             parser = SseParser()
+            retry_after = None
             try:
                 with self._http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers,
                                        timeout=httpx.Timeout(self._http.timeout.connect, read=None)) as response:
                     if response.status_code == 204:
                         return  # the job has ended and we have every event
+                    if response.status_code in RETRY_STATUSES:
+                        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                        raise httpx.ReadError(f"the service answered {response.status_code}")
                     if not response.is_success:
                         response.read()
                         _raise_for(response)
                     for line in response.iter_lines():
                         event = parser.feed(line)
+                        reconnect_s = parser.retry_s if parser.retry_s is not None else reconnect_s
                         if event is None:
                             continue
-                        failures = 0
+                        attempts.reset()
                         last_event_id = event.id or last_event_id
                         yield event
                         if event.event == EVENT_RESULT:
                             return
                 raise httpx.ReadError("the stream ended before the job's result")
             except (httpx.TransportError, httpx.StreamError) as exc:
-                failures += 1
-                if failures > max_reconnects:
+                delay = attempts.next_delay(retry_after=retry_after, reconnect_s=reconnect_s)
+                if delay is None or (max_reconnects is not None and attempts.failures > max_reconnects):
                     raise ConnectionFailed(self.base_url, exc) from None
-                time.sleep(RECONNECT_DELAY_S)
+                time.sleep(delay)
 
 
 # --------------------------------------------------------------------------- asyncio client
@@ -286,8 +350,9 @@ class AsyncClient:
 
     def __init__(self, base_url: str | None = None, token: str | None = None, *,
                  timeout: float = DEFAULT_TIMEOUT_S, transport: httpx.AsyncBaseTransport | None = None,
-                 limits: httpx.Limits | None = None):
+                 limits: httpx.Limits | None = None, backoff: Backoff = DEFAULT_BACKOFF):
         self.base_url = (base_url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
+        self.backoff = backoff
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=_headers(token or os.environ.get(TOKEN_ENV)),
                                        timeout=timeout, transport=transport,
                                        limits=limits or httpx.Limits(max_connections=1000, max_keepalive_connections=1000))
@@ -301,21 +366,35 @@ class AsyncClient:
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = await self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise ConnectionFailed(self.base_url, exc) from None
-        _raise_for(response)
-        return response
+    async def _request(self, method: str, path: str, *, safe: bool | None = None, **kwargs: Any) -> httpx.Response:
+        safe = method == "GET" if safe is None else safe
+        attempts = self.backoff.attempts()
+        while True:
+            response = exc = None
+            try:
+                response = await self._http.request(method, path, **kwargs)
+            except httpx.TransportError as error:
+                exc = error
+            if exc is None and response.status_code not in RETRY_STATUSES:
+                _raise_for(response)
+                return response
+            delay = _retry_delay(attempts, response, exc, safe)
+            if delay is None:
+                if exc is not None:
+                    raise ConnectionFailed(self.base_url, exc) from None
+                _raise_for(response)
+                return response
+            await asyncio.sleep(delay)
 
     async def submit(self, architecture: Any, dataset: str, *, policy: str | None = None,
                      policy_params: dict | None = None, estimator: Any = None, seed: int | None = None,
                      shadow: bool | None = None, search_id: str | None = None,
-                     label: str | None = None) -> JobAccepted:
+                     label: str | None = None, idempotency_key: str | None = None) -> JobAccepted:
         body = _job_body(architecture, dataset, policy=policy, policy_params=policy_params, estimator=estimator,
                          seed=seed, shadow=shadow, search_id=search_id, label=label)
-        return JobAccepted.model_validate((await self._request("POST", "/v1/jobs", json=body)).json())
+        response = await self._request("POST", "/v1/jobs", json=body, headers=_submission_headers(idempotency_key),
+                                       safe=True)
+        return JobAccepted.model_validate(response.json())
 
     async def submit_batch(self, jobs: Iterable[JobCreate | dict]) -> list[JobAccepted]:
         body = {"jobs": [_as_body(job) for job in jobs]}
@@ -359,34 +438,40 @@ class AsyncClient:
             await asyncio.sleep(poll_s)
 
     async def stream(self, job_id: str, last_event_id: str | None = None, *,
-                     max_reconnects: int = MAX_RECONNECTS) -> AsyncIterator[JobEvent]:
-        failures = 0
+                     max_reconnects: int | None = None) -> AsyncIterator[JobEvent]:
+        attempts = self.backoff.attempts()
+        reconnect_s = None
         while True:
             headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
             parser = SseParser()
+            retry_after = None
             try:
                 async with self._http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers,
                                              timeout=httpx.Timeout(self._http.timeout.connect, read=None)) as response:
                     if response.status_code == 204:
                         return
+                    if response.status_code in RETRY_STATUSES:
+                        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                        raise httpx.ReadError(f"the service answered {response.status_code}")
                     if not response.is_success:
                         await response.aread()
                         _raise_for(response)
                     async for line in response.aiter_lines():
                         event = parser.feed(line)
+                        reconnect_s = parser.retry_s if parser.retry_s is not None else reconnect_s
                         if event is None:
                             continue
-                        failures = 0
+                        attempts.reset()
                         last_event_id = event.id or last_event_id
                         yield event
                         if event.event == EVENT_RESULT:
                             return
                 raise httpx.ReadError("the stream ended before the job's result")
             except (httpx.TransportError, httpx.StreamError) as exc:
-                failures += 1
-                if failures > max_reconnects:
+                delay = attempts.next_delay(retry_after=retry_after, reconnect_s=reconnect_s)
+                if delay is None or (max_reconnects is not None and attempts.failures > max_reconnects):
                     raise ConnectionFailed(self.base_url, exc) from None
-                await asyncio.sleep(RECONNECT_DELAY_S)
+                await asyncio.sleep(delay)
 
 
 # --------------------------------------------------------------------------- observe mode (/v1/curves)

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     maintenance_interval_s: float = Field(10.0, gt=0, description="How often the API and workers look for abandoned jobs.")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Larger request bodies are refused with 413.")
     max_batch: int = Field(1000, ge=1, description="Most jobs in one POST /v1/jobs/batch.")
+    idempotency_ttl_s: int = Field(24 * 3600, ge=60, description="How long an Idempotency-Key of POST /v1/jobs "
+                                   "is remembered.")
     sse_fanout: Literal["direct", "hub"] = Field(
         "direct", description="direct: one blocking XREAD per open stream; hub: one XREAD per API process for all.")
     sse_keepalive_s: float = Field(15.0, gt=0, description="Idle streams get a keep-alive comment this often.")

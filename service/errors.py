@@ -71,6 +71,10 @@ class StateConflict(ServiceError):
     status_code, code = 409, "state_conflict"
 
 
+class IdempotencyKeyReused(StateConflict):
+    code = "idempotency_key_reused"
+
+
 class BodyTooLarge(ServiceError):
     status_code, code = 413, "body_too_large"
 

@@ -1,8 +1,8 @@
 """A lean path, in front of FastAPI, for the requests that come by the thousand per second.
 
 ``POST /v1/curves/{id}/observations`` and ``POST /v1/curves`` (observe mode; a session is
-opened every few posts) and ``POST /v1/jobs`` (one network). Profiling `peng4nn serve`
-under load showed about half of the API's CPU per request in the framework around the
+opened every few posts) and ``POST /v1/jobs`` (one network, with or without an Idempotency-Key).
+Profiling `peng4nn serve` under load showed about half of the API's CPU per request in the framework around the
 handler (routing over every route, dependency solving, the exception and telemetry
 wrappers, anyio's thread-pool hop), more than the fit or the Redis transaction.
 
@@ -58,6 +58,8 @@ class FastPaths:
             return await self.app(scope, receive, send)
         path = scope["path"]
         if path == JOBS_PATH:
+            if not _idempotency_key_ok(scope):  # the route answers 422 naming the header
+                return await self.app(scope, receive, send)
             handler, arg = _submit_job, None
         elif path == CURVES_PATH:
             handler, arg = _open_curve, None
@@ -121,16 +123,26 @@ def _submit_job(data, _) -> Prepared:
     create = JobCreate.model_validate(data)
 
     async def answer(request: Request, owner: str) -> Response:
-        from service import jobs
+        from service import idempotency, jobs
 
+        key = request.headers.get(idempotency.HEADER)  # well-formed: `_idempotency_key_ok` let it through
         state = request.app.state
         # Sync Redis and RQ in a worker thread, as the route (a plain ``def``) runs them; asyncio's own
         # executor hop costs a fraction of anyio's (capacity limiter, cancel scopes) on this path.
-        [accepted] = await asyncio.get_running_loop().run_in_executor(
-            None, jobs.submit_jobs, state.store, state.queue, state.settings, owner, [create])
-        return model_response(accepted, 202, {"Location": accepted.links.self})
+        accepted, replayed = await asyncio.get_running_loop().run_in_executor(
+            None, jobs.submit_job, state.store, state.queue, state.settings, owner, create, key)
+        return model_response(accepted, 202, idempotency.response_headers(accepted, replayed))
 
     return answer
+
+
+def _idempotency_key_ok(scope: Scope) -> bool:
+    from service.idempotency import valid_key
+
+    values = [v for k, v in scope["headers"] if k == b"idempotency-key"]
+    if not values:
+        return True
+    return len(values) == 1 and valid_key(values[0].decode("latin-1"))
 
 
 def _owner(scope: Scope, authorization: bytes | None) -> str | None:

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import WatchError
 from rq import Callback, Queue, Retry
 
 from peng4nn.datasets import DATASET_NAMES, dataset_info
@@ -31,6 +32,8 @@ from peng4nn.policies import PolicyConfigError, make_policy
 from peng4nn.spec import SpecError, SpecLimits, analyze_spec
 from service.config import Settings
 from service.errors import InvalidInput, JobNotFound, StateConflict
+from service import idempotency
+from service.idempotency import AlreadyClaimed, Claim
 from worker.events import JobStore, index_key, now, record_key
 
 RUN_JOB = "worker.tasks.run_job"
@@ -81,8 +84,10 @@ def validate_job(create: JobCreate, loc: tuple = ("body",)) -> tuple[dict[str, A
 
 
 def submit_jobs(store: JobStore, queue: Queue, settings: Settings, owner: str, creates: list[JobCreate],
-                loc_prefix: tuple = ("body",), indexed: bool = False) -> list[JobAccepted]:
-    """Validate every job, then create and enqueue all of them in one Redis transaction (all or nothing)."""
+                loc_prefix: tuple = ("body",), indexed: bool = False, claim: Claim | None = None) -> list[JobAccepted]:
+    """Validate every job, then create and enqueue all of them in one Redis transaction (all or nothing).
+
+    With an idempotency ``claim`` the same transaction claims its key, or raises `AlreadyClaimed`."""
     validated, errors = [], []
     for i, create in enumerate(creates):
         fields, errs = validate_job(create, (*loc_prefix, i) if indexed else loc_prefix)
@@ -94,6 +99,11 @@ def submit_jobs(store: JobStore, queue: Queue, settings: Settings, owner: str, c
     retry = Retry(max=settings.requeue_on_worker_loss) if settings.requeue_on_worker_loss else None
     accepted, enqueue = [], []
     with queue.connection.pipeline(transaction=True) as pipe:
+        if claim is not None:
+            pipe.watch(claim.redis_key)  # a racing request that claims it first aborts this transaction
+            if pipe.exists(claim.redis_key):
+                raise AlreadyClaimed
+            pipe.multi()
         for fields in validated:
             job_id = uuid.uuid4().hex
             store.create(job_id, owner, fields, pipeline=pipe)
@@ -107,8 +117,25 @@ def submit_jobs(store: JobStore, queue: Queue, settings: Settings, owner: str, c
                 params=fields["params"], flops=fields["flops"], links=job_links(job_id),
             ))
         queue.enqueue_many(enqueue, pipeline=pipe)
-        pipe.execute()
+        if claim is not None:
+            pipe.set(claim.redis_key, claim.value(accepted[0].id), ex=claim.ttl_s)
+        try:
+            pipe.execute()
+        except WatchError:
+            raise AlreadyClaimed from None
     return accepted
+
+
+def submit_job(store: JobStore, queue: Queue, settings: Settings, owner: str, create: JobCreate,
+               idempotency_key: str | None = None) -> tuple[JobAccepted, bool]:
+    """One network, at most once per idempotency key: (the job, whether it was created by an earlier request)."""
+    if idempotency_key is None:
+        return submit_jobs(store, queue, settings, owner, [create])[0], False
+    claim = idempotency.claim_for(owner, idempotency_key, create, settings.idempotency_ttl_s)
+    try:
+        return submit_jobs(store, queue, settings, owner, [create], claim=claim)[0], False
+    except idempotency.AlreadyClaimed:
+        return idempotency.replay(store.redis, store, claim), True
 
 
 def get_record(store: JobStore, owner: str, job_id: str) -> dict[str, str]:

@@ -162,6 +162,22 @@ def worker_factory(redis_conn, redis_url):
             proc.wait()
 
 
+def import_keras():
+    """Keras 3 on the torch back-end, its absl log handler pointed at the real stderr.
+
+    absl (which keras imports) builds a logging handler on ``sys.stderr`` as it is at import time: under
+    pytest, a capture file. uvicorn's logging set-up (every ``api()`` server) closes every handler ever
+    made, and that one would close the capture file: every later test then fails with "I/O operation on
+    closed file" and pytest itself dies at exit. absl never closes the real stderr.
+    """
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    absl_logging = sys.modules.get("absl.logging")
+    if absl_logging is not None:
+        absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
+    return keras
+
+
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
     """Poll ``predicate()`` until it returns something truthy; fail the test after ``timeout`` s."""
     deadline = time.monotonic() + timeout

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from redis import Redis
 
+from peng4nn.backoff import Backoff
 from peng4nn.client import (
     AsyncClient,
     AuthError,
@@ -44,8 +45,8 @@ def test_client_round_trip_and_typed_errors(api):
             client.submit_batch([{"architecture": TINY_CNN, "dataset": "nope"}])
         assert invalid.value.errors[0]["loc"] == ["body", "jobs", 0, "dataset"]
         assert "unknown dataset 'nope'" in str(invalid.value)
-    with pytest.raises(ConnectionFailed, match="cannot reach"):
-        Client(f"http://127.0.0.1:{free_port()}").get("abc")
+    with pytest.raises(ConnectionFailed, match="cannot reach"):  # no retries (test_client_retries: with them)
+        Client(f"http://127.0.0.1:{free_port()}", backoff=Backoff(deadline_s=0)).get("abc")
 
 
 def test_client_sends_its_token(api):

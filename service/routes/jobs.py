@@ -29,7 +29,7 @@ from peng4nn.jobs import (
     ResultEventData,
     TERMINAL_STATUSES,
 )
-from service import jobs
+from service import idempotency, jobs
 from service.deps import AsyncRedisDep, OwnerDep, QueueDep, RedisDep, SettingsDep, StoreDep, StreamHubDep, v1_router
 from service.responses import model_response
 from service.errors import InvalidInput, JobNotFound, StreamEnded, error_responses
@@ -51,12 +51,18 @@ SSE_EVENT_SCHEMA = {"type": "object", "properties": {
 """OpenAPI item schema of the event stream."""
 
 
-@router.post("", status_code=202, response_model=JobAccepted, responses=error_responses(413))
-def create_job(body: JobCreate, owner: OwnerDep, store: StoreDep, queue: QueueDep,
-               settings: SettingsDep) -> Response:
-    """Submit one network: validated, queued, answered with its id and links."""
-    [accepted] = jobs.submit_jobs(store, queue, settings, owner, [body])
-    return model_response(accepted, 202, {"Location": accepted.links.self})
+IdempotencyKey = Annotated[str | None, Header(
+    alias=idempotency.HEADER, pattern=idempotency.KEY_PATTERN,
+    description="Makes a retried submission safe: the same key with the same body answers the job the first "
+                "request created (header Idempotent-Replayed: true); with another body, 409.")]
+
+
+@router.post("", status_code=202, response_model=JobAccepted, responses=error_responses(409, 413))
+def create_job(body: JobCreate, owner: OwnerDep, store: StoreDep, queue: QueueDep, settings: SettingsDep,
+               idempotency_key: IdempotencyKey = None) -> Response:
+    """Submit one network: validated, queued, answered with its id and links (once per Idempotency-Key)."""
+    accepted, replayed = jobs.submit_job(store, queue, settings, owner, body, idempotency_key)
+    return model_response(accepted, 202, idempotency.response_headers(accepted, replayed))
 
 
 @router.post("/batch", status_code=202, response_model=JobsAccepted, responses=error_responses(413))
