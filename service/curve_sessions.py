@@ -39,6 +39,7 @@ from peng4nn.curve import PrefixFitCache
 from peng4nn.policies import PolicyConfigError, StoppingPolicy, make_policy
 from service.curve_schemas import CurveCreate, CurvePointPublic, CurvePublic, DecisionPublic, ObservationPoint
 from service.errors import InvalidInput, NotFound, StateConflict
+from service.quotas import admit_session, sessions_key
 from worker import searches
 from worker.events import clean_json, dumps, key
 
@@ -159,9 +160,11 @@ class CurveSessions:
     One instance per event loop (per app): its locks and cache are not thread-safe.
     """
 
-    def __init__(self, redis: Redis, settings: CurveSettings | None = None):
+    def __init__(self, redis: Redis, settings: CurveSettings | None = None, sessions_quota: int = 0):
         self.redis = redis
         self.settings = settings or CurveSettings()
+        self.sessions_quota = sessions_quota
+        """Sessions one token may have opened within the TTL (`service.quotas.admit_session`; 0 = no limit)."""
         self.cache = PolicyCache(self.settings.cache_size)
         self._locks = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
         self._commit = redis.register_script(_COMMIT_LUA)
@@ -182,6 +185,7 @@ class CurveSessions:
                 "policy": body.policy, "policy_params": body.policy_params, "search": body.search}
         policy, search = await self._new_policy(meta, estimator, owner)
         curve_id = secrets.token_hex(12)
+        await admit_session(self.redis, owner, self.sessions_quota, self.settings.ttl_s, curve_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(session_key(curve_id),
                       mapping={"owner": owner, "meta": dumps(meta), "created_at": repr(time.time())})
@@ -223,7 +227,10 @@ class CurveSessions:
             async with self._locks[hash(curve_id) % LOCK_STRIPES]:
                 entry = self.cache.get(curve_id) or await self._load(curve_id, owner)
                 await self._finish_in_search(curve_id, entry)
-        await self.redis.delete(session_key(curve_id), points_key(curve_id))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(session_key(curve_id), points_key(curve_id))
+            pipe.zrem(sessions_key(owner), curve_id)
+            await pipe.execute()
         self.cache.drop(curve_id)
 
     # ------------------------------------------------------------------ observe
@@ -292,7 +299,7 @@ class CurveSessions:
                     await asyncio.sleep(0)
                 try:
                     decisions.append(entry.policy.observe(p.epoch, p.val_acc, p.val_loss, p.train_loss))
-                except ValueError as exc:
+                except (ValueError, ArithmeticError) as exc:  # the engine refused these numbers: this post's 422
                     field = str(exc).split(" ", 1)[0]
                     loc = ["body", "points", i] + ([field] if field in ObservationPoint.model_fields else [])
                     raise InvalidInput(f"body.points[{i}]: {exc}. Nothing was recorded.",

@@ -7,11 +7,13 @@ here is synchronous (redis-py and RQ block) and runs in the handlers' thread poo
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from datetime import datetime, timezone
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Callback, Queue, Retry
 
 from peng4nn.datasets import DATASET_NAMES, dataset_info
@@ -31,17 +33,20 @@ from peng4nn.policies import PolicyConfigError, make_policy
 from peng4nn.spec import SpecError, SpecLimits, analyze_spec
 from service.config import Settings
 from service.errors import InvalidInput, JobNotFound, StateConflict
+from service.quotas import ActiveJobs
 from worker.events import JobStore, index_key, now, record_key
+from worker.trusted import ON_FAILURE, RUN_JOB
 
-RUN_JOB = "worker.tasks.run_job"
-"""Dotted path of the worker entry point: the API never imports it (nor torch)."""
+MAX_ITERATIONS_PER_JOB = 10_000
+"""Most iterations (e_max / E) one job may run: each is an event kept on its stream until it expires."""
 
-ON_FAILURE = "worker.tasks.on_job_failure"
-"""RQ failure callback: records timeouts and abandoned (worker died) jobs."""
+MAX_OFFSET = 1_000_000_000
+"""Largest ``offset`` of ``GET /v1/jobs`` (Redis ranks are 64-bit; no listing is this long)."""
 
 
-def validate_job(create: JobCreate, loc: tuple = ("body",)) -> tuple[dict[str, Any], list[dict]]:
-    """Check what pydantic cannot: dataset name, shapes and cost, policy parameters.
+def validate_job(create: JobCreate, loc: tuple = ("body",),
+                 max_epochs: float = float(MAX_ITERATIONS_PER_JOB)) -> tuple[dict[str, Any], list[dict]]:
+    """Check what pydantic cannot: dataset name, shapes and cost, policy parameters, epochs and iterations.
 
     Returns the record fields and the list of errors (each ``{loc, msg}``).
     """
@@ -56,8 +61,12 @@ def validate_job(create: JobCreate, loc: tuple = ("body",)) -> tuple[dict[str, A
         report = analyze_spec(create.architecture, info.input_shape, info.num_classes, SpecLimits())
     except SpecError as exc:
         errors += [{"loc": (*loc, "architecture", *e["loc"]), "msg": e["msg"]} for e in exc.errors]
+    errors += _non_finite_params(create.policy_params, (*loc, "policy_params"))
     try:
-        make_policy(create.policy, estimator=create.estimator, num_classes=info.num_classes, **create.policy_params)
+        if not errors:
+            policy = make_policy(create.policy, estimator=create.estimator, num_classes=info.num_classes,
+                                 **create.policy_params)
+            errors += _run_length_errors(policy.E, policy.e_max, max_epochs, loc, create)
     except (PolicyConfigError, TypeError, ValueError) as exc:
         field = "policy" if "'policy' parameter" in str(exc) else "policy_params"
         errors.append({"loc": (*loc, field), "msg": str(exc)})
@@ -80,17 +89,59 @@ def validate_job(create: JobCreate, loc: tuple = ("body",)) -> tuple[dict[str, A
     return fields, errors
 
 
+def _non_finite_params(params: dict[str, Any], loc: tuple) -> list[dict]:
+    """Policy parameters must be finite: JSON has no infinity, so one would be stored as null."""
+    return [{"loc": (*loc, name), "msg": f"must be a finite number; got {value!r}"}
+            for name, value in params.items() if isinstance(value, float) and not math.isfinite(value)]
+
+
+def _run_length_errors(E: float, e_max: float, max_epochs: float, loc: tuple, create: JobCreate) -> list[dict]:
+    """The run the policy allows must fit the epochs quota and the iteration bound."""
+    where = (*loc, "policy_params", "e_max") if "e_max" in create.policy_params else (*loc, "estimator", "e_max")
+    if e_max > max_epochs:
+        return [{"loc": where, "msg": f"a job may train at most {max_epochs:g} epochs "
+                                      f"(PENG4NN_QUOTA_EPOCHS_PER_JOB); got e_max={e_max:g}"}]
+    if e_max / E > MAX_ITERATIONS_PER_JOB:
+        return [{"loc": where, "msg": f"e_max / E is {e_max / E:g} iterations; a job may run at most "
+                                      f"{MAX_ITERATIONS_PER_JOB} (raise E or lower e_max)"}]
+    return []
+
+
 def submit_jobs(store: JobStore, queue: Queue, settings: Settings, owner: str, creates: list[JobCreate],
-                loc_prefix: tuple = ("body",), indexed: bool = False) -> list[JobAccepted]:
-    """Validate every job, then create and enqueue all of them in one Redis transaction (all or nothing)."""
+                loc_prefix: tuple = ("body",), indexed: bool = False, active: ActiveJobs | None = None
+                ) -> list[JobAccepted]:
+    """Validate every job, reserve them in the token's quota, then create and enqueue all of them in one
+    Redis transaction (all or nothing)."""
     validated, errors = [], []
     for i, create in enumerate(creates):
-        fields, errs = validate_job(create, (*loc_prefix, i) if indexed else loc_prefix)
+        fields, errs = validate_job(create, (*loc_prefix, i) if indexed else loc_prefix, settings.quota_epochs_per_job)
         validated.append(fields)
         errors += errs
     if errors:
         raise InvalidInput("; ".join(f"{_loc(e['loc'])}: {e['msg']}" for e in errors[:5]), errors=errors)
 
+    reservation = active.reserve(owner, len(validated)) if active is not None else None
+    try:
+        return _create_and_enqueue(store, queue, settings, owner, validated, reservation)
+    except BaseException:
+        _give_back(queue.connection, owner, reservation)
+        raise
+
+
+def _give_back(redis: Redis, owner: str, reservation: str | None) -> None:
+    """Release a reservation whose transaction did not run (if Redis is down too, it lapses by itself)."""
+    if reservation is None:
+        return
+    try:
+        with redis.pipeline(transaction=False) as pipe:
+            ActiveJobs.release(pipe, owner, reservation)
+            pipe.execute()
+    except RedisError:
+        pass
+
+
+def _create_and_enqueue(store: JobStore, queue: Queue, settings: Settings, owner: str, validated: list[dict],
+                        reservation: str | None) -> list[JobAccepted]:
     retry = Retry(max=settings.requeue_on_worker_loss) if settings.requeue_on_worker_loss else None
     accepted, enqueue = [], []
     with queue.connection.pipeline(transaction=True) as pipe:
@@ -107,6 +158,7 @@ def submit_jobs(store: JobStore, queue: Queue, settings: Settings, owner: str, c
                 params=fields["params"], flops=fields["flops"], links=job_links(job_id),
             ))
         queue.enqueue_many(enqueue, pipeline=pipe)
+        ActiveJobs.release(pipe, owner, reservation)
         pipe.execute()
     return accepted
 
