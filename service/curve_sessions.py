@@ -47,9 +47,12 @@ DEFAULT_TTL_S = 24 * 3600.0
 """A session untouched this long is deleted by Redis."""
 
 DEFAULT_CACHE_SIZE = 4096
-"""Policies each API process keeps; the least recently used are dropped and rebuilt when needed.
+"""Policies each API process keeps; the least recently used are dropped and rebuilt when needed."""
 
-A policy that has seen 40 points takes ~9 KB, so the cache stays under ~40 MB per process."""
+DEFAULT_CACHE_POINTS = 200_000
+"""Points all cached policies may hold together: a kept policy costs ~350 bytes per point it has seen
+(measured: 40 points ~11 KB, 1,000 points ~340 KB), so the cache stays under ~70 MB per process
+however long the sessions are (4,096 full sessions would be 1.4 GB)."""
 
 DEFAULT_MAX_POINTS = 1_000
 """Points one session may hold: bounds memory and the cost of a replay (a fit per point)."""
@@ -74,6 +77,7 @@ class CurveSettings(BaseSettings):
 
     ttl_s: float = Field(DEFAULT_TTL_S, gt=0, description="Sessions expire this long after their last change.")
     cache_size: int = Field(DEFAULT_CACHE_SIZE, ge=0, description="Policies kept per process; 0 replays every post.")
+    cache_points: int = Field(DEFAULT_CACHE_POINTS, ge=0, description="Points the kept policies may hold in all.")
     max_points: int = Field(DEFAULT_MAX_POINTS, ge=1, description="Most points one session may hold.")
 
 
@@ -127,11 +131,15 @@ class _Entry:
 
 
 class PolicyCache:
-    """Least-recently-used policies of one process, by session id."""
+    """Least-recently-used policies of one process, by session id, bounded in entries and in points."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, max_points: int = DEFAULT_CACHE_POINTS):
         self.size = size
+        self.max_points = max_points
+        self.points = 0
+        """Points the cached policies hold now (their memory grows with it)."""
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._held: dict[str, int] = {}
 
     def get(self, curve_id: str) -> _Entry | None:
         entry = self._entries.get(curve_id)
@@ -142,13 +150,17 @@ class PolicyCache:
     def put(self, curve_id: str, entry: _Entry) -> None:
         if self.size == 0:
             return
+        self.drop(curve_id)
         self._entries[curve_id] = entry
-        self._entries.move_to_end(curve_id)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        self._held[curve_id] = entry.n_points
+        self.points += entry.n_points
+        while self._entries and (len(self._entries) > self.size or self.points > self.max_points):
+            oldest, _ = self._entries.popitem(last=False)
+            self.points -= self._held.pop(oldest)
 
     def drop(self, curve_id: str) -> None:
-        self._entries.pop(curve_id, None)
+        if self._entries.pop(curve_id, None) is not None:
+            self.points -= self._held.pop(curve_id)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -165,7 +177,7 @@ class CurveSessions:
         self.settings = settings or CurveSettings()
         self.sessions_quota = sessions_quota
         """Sessions one token may have opened within the TTL (`service.quotas.admit_session`; 0 = no limit)."""
-        self.cache = PolicyCache(self.settings.cache_size)
+        self.cache = PolicyCache(self.settings.cache_size, self.settings.cache_points)
         self._locks = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
         self._commit = redis.register_script(_COMMIT_LUA)
         self.populations = searches.Populations()
