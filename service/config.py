@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing import Annotated, Literal
 
@@ -56,7 +56,9 @@ class Settings(BaseSettings):
     stream_pool_size: int = Field(
         1000, ge=1, description="Event streams one API process serves at once (their own Redis connections).")
     retain_ended_jobs: int = Field(
-        100_000, ge=1, description="Ended jobs kept in Redis (all tokens); the maintenance pass deletes the oldest.")
+        20_000, ge=1, description="Ended jobs kept in Redis (all tokens); the maintenance pass deletes the oldest.")
+    redis_password: SecretStr | None = Field(
+        None, description="Password of the embedded Redis of `peng4nn serve`; default: a new random one per start.")
     redis_maxmemory: str = Field(
         "2gb", pattern=r"^\d+(b|kb|mb|gb)?$", description="Memory cap of the embedded Redis of `peng4nn serve` "
         "(noeviction: a full store refuses writes with 503 store_full).")

@@ -167,19 +167,23 @@ def test_serve_on_a_public_interface_needs_tokens(capsys, monkeypatch):
 
 
 @pytest.mark.timeout(60)
-def test_retention_deletes_the_oldest_ended_jobs(api, redis_conn):
+def test_retention_deletes_the_oldest_ended_jobs(api, redis_conn, redis_url):
     from worker.maintenance import trim_ended_jobs
+    from worker.trusted import make_queue
 
+    queue = make_queue("peng4nn", Redis.from_url(redis_url))
     with api().client() as http:
         ids = [http.post("/v1/jobs", json=tiny_job()).json()["id"] for _ in range(5)]
         for job_id in ids[:4]:
             http.delete(f"/v1/jobs/{job_id}")  # four ended (cancelled), one still queued
-        assert trim_ended_jobs(redis_conn, keep=2) == 2
+        assert redis_conn.exists(f"rq:job:{ids[0]}")
+        assert trim_ended_jobs(queue, keep=2) == 2
         assert [http.get(f"/v1/jobs/{i}").status_code for i in ids] == [404, 404, 200, 200, 200]
         listed = http.get("/v1/jobs").json()
         assert listed["count"] == 3 and {j["id"] for j in listed["data"]} == set(ids[2:])
-        assert not redis_conn.exists(f"peng4nn:job:{ids[0]}:events")
-        assert trim_ended_jobs(redis_conn, keep=2) == 0
+        assert not any(redis_conn.exists(k) for k in (f"peng4nn:job:{ids[0]}:events", f"rq:job:{ids[0]}"))
+        assert redis_conn.exists(f"rq:job:{ids[4]}")
+        assert trim_ended_jobs(queue, keep=2) == 0
 
 
 def test_the_policy_cache_is_bounded_by_points_not_only_entries():

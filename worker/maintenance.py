@@ -45,14 +45,16 @@ def run_maintenance(queue: Queue, job_ttl_s: int, retain_ended_jobs: int | None 
                                serializer=queue.serializer, death_penalty_class=TimerDeathPenalty).cleanup()
             clean_worker_registry(queue)
             if retain_ended_jobs is not None:
-                trim_ended_jobs(queue.connection, retain_ended_jobs)
+                trim_ended_jobs(queue, retain_ended_jobs)
         finally:
             queue.release_maintenance_lock()
     prune_indexes(queue.connection, job_ttl_s)
 
 
-def trim_ended_jobs(redis: Redis, keep: int) -> int:
-    """Delete the oldest ended jobs (record, stream, index entries) beyond ``keep``; returns how many."""
+def trim_ended_jobs(queue: Queue, keep: int) -> int:
+    """Delete the oldest ended jobs beyond ``keep``: our record, stream and index entries, and RQ's job
+    hash, results and registry entries (RQ would keep those for its result or failure TTL); returns how many."""
+    redis = queue.connection
     ended = [index_key(ALL_OWNERS, s.value) for s in TERMINAL_STATUSES]
     with redis.pipeline(transaction=False) as pipe:
         for index in ended:
@@ -69,14 +71,18 @@ def trim_ended_jobs(redis: Redis, keep: int) -> int:
         for _, job_id, _ in oldest:
             pipe.hmget(record_key(job_id), "owner", "status")
         records = pipe.execute()
+    rq_jobs = queue.job_class.fetch_many([job_id for _, job_id, _ in oldest], connection=redis,
+                                         serializer=queue.serializer)
     with redis.pipeline(transaction=False) as pipe:
-        for (_, job_id, index), (owner, status) in zip(oldest, records):
+        for (_, job_id, index), (owner, status), rq_job in zip(oldest, records, rq_jobs):
             pipe.delete(record_key(job_id), stream_key(job_id))
             pipe.zrem(index, job_id)
             if owner is not None:
                 owner, status = _text(owner), _text(status)
                 pipe.zrem(index_key(owner), job_id)
                 pipe.zrem(index_key(owner, status), job_id)
+            if rq_job is not None:
+                rq_job.delete(pipeline=pipe)
         pipe.execute()
     log.info("retention: deleted the %d oldest ended jobs (PENG4NN_RETAIN_ENDED_JOBS=%d)", len(oldest), keep)
     return len(oldest)
