@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 from redis import Redis
 from redis.exceptions import AuthenticationError, ResponseError

@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     embedded = None
     if not redis_url:
         try:
-            embedded = EmbeddedRedis(maxmemory=settings.redis_maxmemory).start()
+            password = settings.redis_password.get_secret_value() if settings.redis_password else None
+            embedded = EmbeddedRedis(maxmemory=settings.redis_maxmemory, password=password).start()
         except EmbeddedRedisError as exc:
             raise CliError(str(exc)) from None
         redis_url = embedded.url
