@@ -199,6 +199,26 @@ def test_quota_exhaustion_is_429_for_that_token_only(api):
 
 
 @pytest.mark.timeout(60)
+def test_concurrent_submissions_never_overshoot_the_quota(api):
+    """40 submissions at once (the fast path and the route, singles and batches) against a quota of 7."""
+    server = api(api_tokens=TOKENS, quota_active_jobs=7)
+
+    async def burst():
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30, headers=_h(A)) as http:
+            singles = [http.post("/v1/jobs", json=tiny_job()) for _ in range(30)]
+            batches = [http.post("/v1/jobs/batch", json={"jobs": [tiny_job()] * 2}) for _ in range(10)]
+            answers = await asyncio.gather(*singles, *batches)
+            listed = (await http.get("/v1/jobs", params={"limit": 100})).json()
+            return answers, listed
+
+    answers, listed = asyncio.run(burst())
+    accepted = sum(len(r.json()["data"]) if "data" in r.json() else 1 for r in answers if r.status_code == 202)
+    assert {r.status_code for r in answers} == {202, 429}
+    assert accepted == listed["count"] == 7
+
+
+@pytest.mark.timeout(60)
 def test_request_rate_quota_is_per_token(api):
     server = api(api_tokens=TOKENS, quota_requests_per_s=1, quota_request_burst=5)
     with server.client(A) as a, server.client(B) as b:
