@@ -31,8 +31,9 @@ def serve(redis_url: str):
     from worker.embedded import free_port
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Settings(redis_url=redis_url)), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    app = create_app(Settings(redis_url=redis_url, quota_requests_per_s=0))  # measure the policy, not the quota
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=3))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:

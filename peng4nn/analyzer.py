@@ -24,19 +24,29 @@ NEVER_LEARN_MARGIN = 1.0
 #: Tolerance when comparing epochs (half-epoch steps accumulate float error).
 EPOCH_TOLERANCE = 1e-9
 
+#: Largest e_max, E and L a setting may name (a service lowers e_max further per job).
+MAX_EPOCHS = 10_000.0
+
+#: Smallest E: the trainer resolves an iteration to 1/1000 of an epoch.
+MIN_E = 0.001
+
 
 class EstimatorSettings(BaseModel):
-    """Parameters of Algorithm 2, named by the paper's symbols (Table II)."""
+    """Parameters of Algorithm 2, named by the paper's symbols (Table II).
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Every number must be finite and within bounds no real search needs to exceed (MAX_EPOCHS
+    and the ``le=`` limits below, docs/SECURITY.md): a setting that passes here can be run.
+    """
 
-    N: int = Field(3, ge=1, description="Number of most recent predictions that must agree.")
-    E: float = Field(0.5, gt=0, description="Epochs trained per iteration.")
-    e_max: float = Field(20, gt=0, description="Maximum epochs a model trains.")
-    t: float = Field(0.5, ge=0, description="Allowed spread of the last N predictions around their centre (points).")
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    N: int = Field(3, ge=1, le=1000, description="Number of most recent predictions that must agree.")
+    E: float = Field(0.5, ge=MIN_E, le=MAX_EPOCHS, description="Epochs trained per iteration.")
+    e_max: float = Field(20, gt=0, le=MAX_EPOCHS, description="Maximum epochs a model trains.")
+    t: float = Field(0.5, ge=0, le=100, description="Allowed spread of the last N predictions around their centre (points).")
     loss_check: bool = Field(False, description="The paper's LOSS flag: for never-learn predictions, require a stalled validation loss.")
-    L: float = Field(5, gt=0, description="Epochs over which the minimum validation loss must not have decreased.")
-    c_min: int = Field(3, ge=3, description="Fewest points a curve is fitted on.")
+    L: float = Field(5, gt=0, le=MAX_EPOCHS, description="Epochs over which the minimum validation loss must not have decreased.")
+    c_min: int = Field(3, ge=3, le=1000, description="Fewest points a curve is fitted on.")
     never_learn: float | None = Field(
         None,
         ge=0,

@@ -27,7 +27,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 
@@ -197,6 +197,16 @@ def _submission_headers(idempotency_key: str | None) -> dict[str, str]:
     return {IDEMPOTENCY_HEADER: idempotency_key or uuid.uuid4().hex}
 
 
+def _health_answer(response: httpx.Response) -> bool:
+    """``/healthz``'s 200 and its 503 ``no_workers`` are answers (the API is up and says how it is)."""
+    if response.status_code == 200:
+        return True
+    try:
+        return response.status_code == 503 and response.json().get("status") == "no_workers"
+    except (ValueError, AttributeError):
+        return False
+
+
 # --------------------------------------------------------------------------- blocking client
 
 
@@ -221,7 +231,8 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def _request(self, method: str, path: str, *, safe: bool | None = None, **kwargs: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, *, safe: bool | None = None,
+                 is_answer: Callable[[httpx.Response], bool] | None = None, **kwargs: Any) -> httpx.Response:
         """One request, retried while `Backoff` allows when it is ``safe`` to repeat (default: GET)."""
         safe = method == "GET" if safe is None else safe
         attempts = self.backoff.attempts()
@@ -231,6 +242,8 @@ class Client:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TransportError as error:
                 exc = error
+            if exc is None and is_answer is not None and is_answer(response):
+                return response
             if exc is None and response.status_code not in RETRY_STATUSES:
                 _raise_for(response)
                 return response
@@ -279,7 +292,7 @@ class Client:
         return DatasetsPublic.model_validate(self._request("GET", "/v1/datasets").json())
 
     def health(self) -> dict[str, Any]:
-        return self._request("GET", "/healthz").json()
+        return self._request("GET", "/healthz", is_answer=_health_answer).json()
 
     def observe(self, estimator: Any = None, *, num_classes: int | None = None, label: str | None = None,
                 policy: str | None = None, policy_params: dict | None = None,
@@ -366,7 +379,8 @@ class AsyncClient:
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def _request(self, method: str, path: str, *, safe: bool | None = None, **kwargs: Any) -> httpx.Response:
+    async def _request(self, method: str, path: str, *, safe: bool | None = None,
+                       is_answer: Callable[[httpx.Response], bool] | None = None, **kwargs: Any) -> httpx.Response:
         safe = method == "GET" if safe is None else safe
         attempts = self.backoff.attempts()
         while True:
@@ -375,6 +389,8 @@ class AsyncClient:
                 response = await self._http.request(method, path, **kwargs)
             except httpx.TransportError as error:
                 exc = error
+            if exc is None and is_answer is not None and is_answer(response):
+                return response
             if exc is None and response.status_code not in RETRY_STATUSES:
                 _raise_for(response)
                 return response
@@ -417,7 +433,7 @@ class AsyncClient:
         return DatasetsPublic.model_validate((await self._request("GET", "/v1/datasets")).json())
 
     async def health(self) -> dict[str, Any]:
-        return (await self._request("GET", "/healthz")).json()
+        return (await self._request("GET", "/healthz", is_answer=_health_answer)).json()
 
     async def observe(self, estimator: Any = None, *, num_classes: int | None = None, label: str | None = None,
                       policy: str | None = None, policy_params: dict | None = None,

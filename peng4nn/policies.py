@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from peng4nn.analyzer import (
     EPOCH_TOLERANCE,
+    MAX_EPOCHS,
+    MIN_E,
     CurvePoint,
     Decision,
     EstimatorSettings,
@@ -45,26 +47,28 @@ class PolicyConfigError(ValueError):
 
 
 class _BaselineSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Finite and bounded like `EstimatorSettings` (the same MIN_E and MAX_EPOCHS)."""
 
-    E: float = Field(0.5, gt=0, description="Epochs per iteration.")
-    e_max: float = Field(20, gt=0, description="Maximum epochs a model trains.")
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    E: float = Field(0.5, ge=MIN_E, le=MAX_EPOCHS, description="Epochs per iteration.")
+    e_max: float = Field(20, gt=0, le=MAX_EPOCHS, description="Maximum epochs a model trains.")
 
 
 class MenndlSettings(_BaselineSettings):
-    patience: float = Field(10, ge=0, description="Epochs without a new minimum loss before stopping.")
+    patience: float = Field(10, ge=0, le=MAX_EPOCHS, description="Epochs without a new minimum loss before stopping.")
     monitor: Literal["auto", "train_loss", "val_loss", "val_acc"] = Field(
         "auto", description="Signal watched; auto = train_loss if reported, else val_loss, else val_acc."
     )
 
 
 class PatienceSettings(_BaselineSettings):
-    patience: float = Field(5, ge=0, description="Epochs without improvement of val_acc before stopping.")
-    min_delta: float = Field(0.0, ge=0, description="Smallest increase of val_acc that counts as improvement.")
+    patience: float = Field(5, ge=0, le=MAX_EPOCHS, description="Epochs without improvement of val_acc before stopping.")
+    min_delta: float = Field(0.0, ge=0, le=100, description="Smallest increase of val_acc that counts as improvement.")
 
 
 class FixedSettings(_BaselineSettings):
-    k: float | None = Field(None, gt=0, description="Epochs every model trains; default e_max.")
+    k: float | None = Field(None, gt=0, le=MAX_EPOCHS, description="Epochs every model trains; default e_max.")
 
 
 class _BestAccuracyPolicy(StoppingPolicy):

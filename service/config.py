@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing import Annotated, Literal
 
@@ -38,8 +38,42 @@ class Settings(BaseSettings):
     sse_keepalive_s: float = Field(15.0, gt=0, description="Idle streams get a keep-alive comment this often.")
     data_root: str | None = Field(None, description="Where workers keep downloaded datasets.")
     download: bool = Field(False, description="Let workers download datasets that are not on disk.")
-    redis_max_connections: int = Field(4000, ge=1, description="Connection pool size per API process "
-                                       "(each open event stream holds one).")
+    redis_max_connections: int = Field(
+        1000, ge=1, description="Redis pool per API process for requests (event streams have their own pool).")
+    require_tokens: bool = Field(
+        False, description="Refuse to start without PENG4NN_API_TOKENS (compose and non-loopback `serve` turn it on).")
+    # ---- quotas (docs/SECURITY.md); 0 turns a quota off
+    quota_active_jobs: int = Field(
+        1000, ge=0, description="Queued plus running jobs one token may have (all API processes together).")
+    quota_open_streams: int = Field(100, ge=0, description="Event streams one token may hold open per API process.")
+    quota_requests_per_s: float = Field(
+        1000.0, ge=0, allow_inf_nan=False, description="Sustained /v1 requests per second per token per API process.")
+    quota_request_burst: int = Field(2000, ge=1, description="Requests a token may make at once above the rate.")
+    quota_points_per_post: int = Field(
+        100, ge=1, le=1000, description="Observation points in one POST /v1/curves/{id}/observations.")
+    quota_epochs_per_job: float = Field(
+        1000.0, gt=0, le=10_000, allow_inf_nan=False, description="Largest e_max a job may train to.")
+    quota_sessions: int = Field(
+        10_000, ge=0, description="Observation sessions one token may have opened within the session TTL.")
+    stream_pool_size: int = Field(
+        1000, ge=1, description="Event streams one API process serves at once (their own Redis connections).")
+    retain_ended_jobs: int = Field(
+        20_000, ge=1, description="Ended jobs kept in Redis (all tokens); the maintenance pass deletes the oldest.")
+    redis_password: SecretStr | None = Field(
+        None, description="Password of the embedded Redis of `peng4nn serve`; default: a new random one per start.")
+    redis_maxmemory: str = Field(
+        "2gb", pattern=r"^\d+(b|kb|mb|gb)?$", description="Memory cap of the embedded Redis of `peng4nn serve` "
+        "(noeviction: a full store refuses writes with 503 store_full).")
+    worker_redis_retry_s: float = Field(
+        300.0, ge=0, allow_inf_nan=False,
+        description="How long a worker keeps retrying Redis while a job runs before the job fails.")
+
+    @model_validator(mode="after")
+    def _tokens_when_required(self) -> "Settings":
+        if self.require_tokens and not self.api_tokens:
+            raise ValueError("PENG4NN_REQUIRE_TOKENS is on but PENG4NN_API_TOKENS is empty: set one or more "
+                             "tokens, or set PENG4NN_REQUIRE_TOKENS=false to serve without access control")
+        return self
 
     @field_validator("api_tokens", mode="before")
     @classmethod

@@ -63,15 +63,25 @@ class CurveCreated(BaseModel):
     expires_in_s: float = Field(description="The session expires this long after its last change.")
 
 
+MIN_EPOCH = 1e-6
+"""Smallest epoch a point may have: the fit rescales epochs by the first one, so together with
+`MAX_EPOCH` this bounds the rescaled range (1e12) where the fit is exact and cannot overflow."""
+
+MAX_EPOCH = 1e6
+"""Largest epoch a point may have (no real training reports a million epochs)."""
+
+
 class ObservationPoint(BaseModel):
     """One validation point of the caller's own training."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    epoch: float = Field(gt=0, description="Epochs trained so far; must increase from point to point.")
-    val_acc: float = Field(ge=0, le=100, description="Validation accuracy in percent.")
-    val_loss: float | None = Field(None, description="Validation loss (needed when the estimator's loss_check is on).")
-    train_loss: float | None = Field(None, description="Training loss.")
+    epoch: float = Field(ge=MIN_EPOCH, le=MAX_EPOCH, strict=True,
+                         description="Epochs trained so far; must increase from point to point.")
+    val_acc: float = Field(ge=0, le=100, strict=True, description="Validation accuracy in percent.")
+    val_loss: float | None = Field(None, strict=True,
+                                   description="Validation loss (needed when the estimator's loss_check is on).")
+    train_loss: float | None = Field(None, strict=True, description="Training loss.")
 
 
 class ObservationsCreate(BaseModel):

@@ -39,6 +39,7 @@ from peng4nn.curve import PrefixFitCache
 from peng4nn.policies import PolicyConfigError, StoppingPolicy, make_policy
 from service.curve_schemas import CurveCreate, CurvePointPublic, CurvePublic, DecisionPublic, ObservationPoint
 from service.errors import InvalidInput, NotFound, StateConflict
+from service.quotas import admit_session, sessions_key
 from worker import searches
 from worker.events import clean_json, dumps, key
 
@@ -46,9 +47,12 @@ DEFAULT_TTL_S = 24 * 3600.0
 """A session untouched this long is deleted by Redis."""
 
 DEFAULT_CACHE_SIZE = 4096
-"""Policies each API process keeps; the least recently used are dropped and rebuilt when needed.
+"""Policies each API process keeps; the least recently used are dropped and rebuilt when needed."""
 
-A policy that has seen 40 points takes ~9 KB, so the cache stays under ~40 MB per process."""
+DEFAULT_CACHE_POINTS = 200_000
+"""Points all cached policies may hold together: a kept policy costs ~350 bytes per point it has seen
+(measured: 40 points ~11 KB, 1,000 points ~340 KB), so the cache stays under ~70 MB per process
+however long the sessions are (4,096 full sessions would be 1.4 GB)."""
 
 DEFAULT_MAX_POINTS = 1_000
 """Points one session may hold: bounds memory and the cost of a replay (a fit per point)."""
@@ -73,6 +77,7 @@ class CurveSettings(BaseSettings):
 
     ttl_s: float = Field(DEFAULT_TTL_S, gt=0, description="Sessions expire this long after their last change.")
     cache_size: int = Field(DEFAULT_CACHE_SIZE, ge=0, description="Policies kept per process; 0 replays every post.")
+    cache_points: int = Field(DEFAULT_CACHE_POINTS, ge=0, description="Points the kept policies may hold in all.")
     max_points: int = Field(DEFAULT_MAX_POINTS, ge=1, description="Most points one session may hold.")
 
 
@@ -126,11 +131,15 @@ class _Entry:
 
 
 class PolicyCache:
-    """Least-recently-used policies of one process, by session id."""
+    """Least-recently-used policies of one process, by session id, bounded in entries and in points."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, max_points: int = DEFAULT_CACHE_POINTS):
         self.size = size
+        self.max_points = max_points
+        self.points = 0
+        """Points the cached policies hold now (their memory grows with it)."""
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._held: dict[str, int] = {}
 
     def get(self, curve_id: str) -> _Entry | None:
         entry = self._entries.get(curve_id)
@@ -141,13 +150,17 @@ class PolicyCache:
     def put(self, curve_id: str, entry: _Entry) -> None:
         if self.size == 0:
             return
+        self.drop(curve_id)
         self._entries[curve_id] = entry
-        self._entries.move_to_end(curve_id)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        self._held[curve_id] = entry.n_points
+        self.points += entry.n_points
+        while self._entries and (len(self._entries) > self.size or self.points > self.max_points):
+            oldest, _ = self._entries.popitem(last=False)
+            self.points -= self._held.pop(oldest)
 
     def drop(self, curve_id: str) -> None:
-        self._entries.pop(curve_id, None)
+        if self._entries.pop(curve_id, None) is not None:
+            self.points -= self._held.pop(curve_id)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -159,10 +172,12 @@ class CurveSessions:
     One instance per event loop (per app): its locks and cache are not thread-safe.
     """
 
-    def __init__(self, redis: Redis, settings: CurveSettings | None = None):
+    def __init__(self, redis: Redis, settings: CurveSettings | None = None, sessions_quota: int = 0):
         self.redis = redis
         self.settings = settings or CurveSettings()
-        self.cache = PolicyCache(self.settings.cache_size)
+        self.sessions_quota = sessions_quota
+        """Sessions one token may have opened within the TTL (`service.quotas.admit_session`; 0 = no limit)."""
+        self.cache = PolicyCache(self.settings.cache_size, self.settings.cache_points)
         self._locks = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
         self._commit = redis.register_script(_COMMIT_LUA)
         self.populations = searches.Populations()
@@ -180,8 +195,14 @@ class CurveSessions:
         estimator = body.estimator or EstimatorSettings()
         meta = {"estimator": estimator.model_dump(mode="json"), "num_classes": body.num_classes, "label": body.label,
                 "policy": body.policy, "policy_params": body.policy_params, "search": body.search}
-        policy, search = await self._new_policy(meta, estimator, owner)
         curve_id = secrets.token_hex(12)
+        # Admitted before the policy is built: a refused session must not draw a role in its search.
+        await admit_session(self.redis, owner, self.sessions_quota, self.settings.ttl_s, curve_id)
+        try:
+            policy, search = await self._new_policy(meta, estimator, owner)
+        except InvalidInput:
+            await self.redis.zrem(sessions_key(owner), curve_id)
+            raise
         # A search's role for this network (a reference trains to e_max) is drawn once, when it starts.
         role = getattr(policy, "role", None)
         if role is not None:
@@ -227,7 +248,10 @@ class CurveSessions:
             async with self._locks[hash(curve_id) % LOCK_STRIPES]:
                 entry = self.cache.get(curve_id) or await self._load(curve_id, owner)
                 await self._finish_in_search(curve_id, entry)
-        await self.redis.delete(session_key(curve_id), points_key(curve_id))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(session_key(curve_id), points_key(curve_id))
+            pipe.zrem(sessions_key(owner), curve_id)
+            await pipe.execute()
         self.cache.drop(curve_id)
 
     # ------------------------------------------------------------------ observe
@@ -296,7 +320,7 @@ class CurveSessions:
                     await asyncio.sleep(0)
                 try:
                     decisions.append(entry.policy.observe(p.epoch, p.val_acc, p.val_loss, p.train_loss))
-                except ValueError as exc:
+                except (ValueError, ArithmeticError) as exc:  # the engine refused these numbers: this post's 422
                     field = str(exc).split(" ", 1)[0]
                     loc = ["body", "points", i] + ([field] if field in ObservationPoint.model_fields else [])
                     raise InvalidInput(f"body.points[{i}]: {exc}. Nothing was recorded.",

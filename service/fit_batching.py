@@ -1,14 +1,18 @@
 """Fit the points that concurrent observation posts bring in one batch (`peng4nn.curve.fit_many`).
 
-Each post to an observe session makes one fit (a few dozen numpy calls on ~20 points:
-mostly per-call overhead), so fitting the curves of all posts that arrive together costs
-little more than fitting one: 16 curves ~5x less per fit. A post whose session's policy
+Each post to an observe session makes one fit (a few dozen numpy calls on ~20 points: mostly
+per-call overhead), so fitting the curves of all posts that arrive together costs little more
+than fitting one: 16 curves ~5x less per fit. A post whose session's policy
 is in this process's cache and would fit (`PredictionAnalyzer`, fast back-end, one new point
 in order) queues its curve here; the queue is fitted in the next event-loop turn, after
 every request read in the same turn has queued its own, so nothing waits on a timer.
 The policy then finds its fit through its ``fit_cache`` hook, which answers only for exactly
 the points it asks about: if anything changed meanwhile, the policy fits by itself as
 before. The decision is therefore always the policy's own, with identical parameters.
+
+A curve that makes the batch fit raise never fails the others: the batch is fitted again
+curve by curve, and only the offending post's policy meets the error (it then fits alone, and
+that request alone is refused).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class FitBatcher:
         self._scheduled = False
         self.batches = 0
         self.fits = 0
+        self.isolated = 0
+        """Batches that raised and were fitted curve by curve instead."""
 
     async def fit(self, epochs: np.ndarray, accuracies: np.ndarray) -> FitResult:
         loop = asyncio.get_running_loop()
@@ -58,14 +64,24 @@ class FitBatcher:
             return
         try:
             fits = fit_many([(e, a) for e, a, _ in live])
-        except Exception as exc:  # every waiter gets it (each would have failed the same way alone)
-            for _, _, future in live:
-                future.set_exception(exc)
+        except Exception:  # one curve broke the batch: fit each alone, so only its own post sees the error
+            self.isolated += 1
+            for item in live:
+                _fit_alone(*item)
             return
         self.batches += 1
         self.fits += len(live)
         for (_, _, future), fit in zip(live, fits):
             future.set_result(fit)
+
+
+def _fit_alone(epochs: np.ndarray, accuracies: np.ndarray, future: asyncio.Future) -> None:
+    try:
+        [fit] = fit_many([(epochs, accuracies)])
+    except Exception as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(fit)
 
 
 class KnownFit:
@@ -96,7 +112,11 @@ async def prefitted(batcher: FitBatcher, policy: object, points: Sequence) -> As
     history = policy.history
     epochs = np.append(history.epochs(), float(points[0].epoch))
     accuracies = np.append(history.accuracies(), float(points[0].val_acc))
-    fit = await batcher.fit(epochs, accuracies)
+    try:
+        fit = await batcher.fit(epochs, accuracies)
+    except Exception:  # this curve cannot be fitted in a batch: the policy decides alone (and answers for it)
+        yield
+        return
     if policy.fit_cache is not None:  # another post installed one meanwhile: leave it alone
         yield
         return

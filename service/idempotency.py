@@ -53,6 +53,11 @@ class Claim:
     fingerprint: str
     ttl_s: int
 
+    @property
+    def reservation_name(self) -> str:
+        """Names this key's quota reservation: racing retries of one key hold one place between them."""
+        return "idem-" + self.redis_key.rsplit(":", 1)[-1][:32]
+
     def value(self, job_id: str) -> str:
         return json.dumps({"fingerprint": self.fingerprint, "job_id": job_id})
 

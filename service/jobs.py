@@ -7,12 +7,13 @@ here is synchronous (redis-py and RQ block) and runs in the handlers' thread poo
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from datetime import datetime, timezone
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import WatchError
+from redis.exceptions import RedisError, WatchError
 from rq import Callback, Queue, Retry
 
 from peng4nn.datasets import DATASET_NAMES, dataset_info
@@ -31,20 +32,23 @@ from peng4nn.jobs import (
 from peng4nn.policies import PolicyConfigError, make_policy
 from peng4nn.spec import SpecError, SpecLimits, analyze_spec
 from service.config import Settings
-from service.errors import InvalidInput, JobNotFound, StateConflict
+from service.errors import InvalidInput, JobNotFound, QuotaExceeded, StateConflict
 from service import idempotency
 from service.idempotency import AlreadyClaimed, Claim
+from service.quotas import ActiveJobs
 from worker.events import JobStore, index_key, now, record_key
+from worker.trusted import ON_FAILURE, RUN_JOB
 
-RUN_JOB = "worker.tasks.run_job"
-"""Dotted path of the worker entry point: the API never imports it (nor torch)."""
+MAX_ITERATIONS_PER_JOB = 10_000
+"""Most iterations (e_max / E) one job may run: each is an event kept on its stream until it expires."""
 
-ON_FAILURE = "worker.tasks.on_job_failure"
-"""RQ failure callback: records timeouts and abandoned (worker died) jobs."""
+MAX_OFFSET = 1_000_000_000
+"""Largest ``offset`` of ``GET /v1/jobs`` (Redis ranks are 64-bit; no listing is this long)."""
 
 
-def validate_job(create: JobCreate, loc: tuple = ("body",)) -> tuple[dict[str, Any], list[dict]]:
-    """Check what pydantic cannot: dataset name, shapes and cost, policy parameters.
+def validate_job(create: JobCreate, loc: tuple = ("body",),
+                 max_epochs: float = float(MAX_ITERATIONS_PER_JOB)) -> tuple[dict[str, Any], list[dict]]:
+    """Check what pydantic cannot: dataset name, shapes and cost, policy parameters, epochs and iterations.
 
     Returns the record fields and the list of errors (each ``{loc, msg}``).
     """
@@ -59,8 +63,12 @@ def validate_job(create: JobCreate, loc: tuple = ("body",)) -> tuple[dict[str, A
         report = analyze_spec(create.architecture, info.input_shape, info.num_classes, SpecLimits())
     except SpecError as exc:
         errors += [{"loc": (*loc, "architecture", *e["loc"]), "msg": e["msg"]} for e in exc.errors]
+    errors += _non_finite_params(create.policy_params, (*loc, "policy_params"))
     try:
-        make_policy(create.policy, estimator=create.estimator, num_classes=info.num_classes, **create.policy_params)
+        if not errors:
+            policy = make_policy(create.policy, estimator=create.estimator, num_classes=info.num_classes,
+                                 **create.policy_params)
+            errors += _run_length_errors(policy.E, policy.e_max, max_epochs, loc, create)
     except (PolicyConfigError, TypeError, ValueError) as exc:
         field = "policy" if "'policy' parameter" in str(exc) else "policy_params"
         errors.append({"loc": (*loc, field), "msg": str(exc)})
@@ -83,19 +91,63 @@ def validate_job(create: JobCreate, loc: tuple = ("body",)) -> tuple[dict[str, A
     return fields, errors
 
 
-def submit_jobs(store: JobStore, queue: Queue, settings: Settings, owner: str, creates: list[JobCreate],
-                loc_prefix: tuple = ("body",), indexed: bool = False, claim: Claim | None = None) -> list[JobAccepted]:
-    """Validate every job, then create and enqueue all of them in one Redis transaction (all or nothing).
+def _non_finite_params(params: dict[str, Any], loc: tuple) -> list[dict]:
+    """Policy parameters must be finite: JSON has no infinity, so one would be stored as null."""
+    return [{"loc": (*loc, name), "msg": f"must be a finite number; got {value!r}"}
+            for name, value in params.items() if isinstance(value, float) and not math.isfinite(value)]
 
-    With an idempotency ``claim`` the same transaction claims its key, or raises `AlreadyClaimed`."""
+
+def _run_length_errors(E: float, e_max: float, max_epochs: float, loc: tuple, create: JobCreate) -> list[dict]:
+    """The run the policy allows must fit the epochs quota and the iteration bound."""
+    where = (*loc, "policy_params", "e_max") if "e_max" in create.policy_params else (*loc, "estimator", "e_max")
+    if e_max > max_epochs:
+        return [{"loc": where, "msg": f"a job may train at most {max_epochs:g} epochs "
+                                      f"(PENG4NN_QUOTA_EPOCHS_PER_JOB); got e_max={e_max:g}"}]
+    if e_max / E > MAX_ITERATIONS_PER_JOB:
+        return [{"loc": where, "msg": f"e_max / E is {e_max / E:g} iterations; a job may run at most "
+                                      f"{MAX_ITERATIONS_PER_JOB} (raise E or lower e_max)"}]
+    return []
+
+
+def submit_jobs(store: JobStore, queue: Queue, settings: Settings, owner: str, creates: list[JobCreate],
+                loc_prefix: tuple = ("body",), indexed: bool = False, active: ActiveJobs | None = None,
+                claim: Claim | None = None) -> list[JobAccepted]:
+    """Validate every job, reserve them in the token's quota, then create and enqueue all of them in one
+    Redis transaction (all or nothing).
+
+    With an idempotency ``claim`` the same transaction claims its key, or raises `AlreadyClaimed`;
+    either way the reservation is released (by the transaction, or here when it did not run)."""
     validated, errors = [], []
     for i, create in enumerate(creates):
-        fields, errs = validate_job(create, (*loc_prefix, i) if indexed else loc_prefix)
+        fields, errs = validate_job(create, (*loc_prefix, i) if indexed else loc_prefix, settings.quota_epochs_per_job)
         validated.append(fields)
         errors += errs
     if errors:
         raise InvalidInput("; ".join(f"{_loc(e['loc'])}: {e['msg']}" for e in errors[:5]), errors=errors)
 
+    shared = claim.reservation_name if claim is not None else None
+    reservation = active.reserve(owner, len(validated), shared) if active is not None else None
+    try:
+        return _create_and_enqueue(store, queue, settings, owner, validated, reservation, claim)
+    except BaseException:
+        _give_back(queue.connection, owner, reservation)
+        raise
+
+
+def _give_back(redis: Redis, owner: str, reservation: str | None) -> None:
+    """Release a reservation whose transaction did not run (if Redis is down too, it lapses by itself)."""
+    if reservation is None:
+        return
+    try:
+        with redis.pipeline(transaction=False) as pipe:
+            ActiveJobs.release(pipe, owner, reservation)
+            pipe.execute()
+    except RedisError:
+        pass
+
+
+def _create_and_enqueue(store: JobStore, queue: Queue, settings: Settings, owner: str, validated: list[dict],
+                        reservation: str | None, claim: Claim | None) -> list[JobAccepted]:
     retry = Retry(max=settings.requeue_on_worker_loss) if settings.requeue_on_worker_loss else None
     accepted, enqueue = [], []
     with queue.connection.pipeline(transaction=True) as pipe:
@@ -119,6 +171,7 @@ def submit_jobs(store: JobStore, queue: Queue, settings: Settings, owner: str, c
         queue.enqueue_many(enqueue, pipeline=pipe)
         if claim is not None:
             pipe.set(claim.redis_key, claim.value(accepted[0].id), ex=claim.ttl_s)
+        ActiveJobs.release(pipe, owner, reservation)
         try:
             pipe.execute()
         except WatchError:
@@ -127,15 +180,24 @@ def submit_jobs(store: JobStore, queue: Queue, settings: Settings, owner: str, c
 
 
 def submit_job(store: JobStore, queue: Queue, settings: Settings, owner: str, create: JobCreate,
-               idempotency_key: str | None = None) -> tuple[JobAccepted, bool]:
-    """One network, at most once per idempotency key: (the job, whether it was created by an earlier request)."""
+               active: ActiveJobs | None = None, idempotency_key: str | None = None) -> tuple[JobAccepted, bool]:
+    """One network, at most once per idempotency key: (the job, whether it was created by an earlier request).
+
+    A replay reserves nothing in the active-jobs quota: a key already claimed is answered before
+    reserving, and a claim lost to a racing request gives its reservation back (`submit_jobs`)."""
     if idempotency_key is None:
-        return submit_jobs(store, queue, settings, owner, [create])[0], False
+        return submit_jobs(store, queue, settings, owner, [create], active=active)[0], False
     claim = idempotency.claim_for(owner, idempotency_key, create, settings.idempotency_ttl_s)
     try:
-        return submit_jobs(store, queue, settings, owner, [create], claim=claim)[0], False
-    except idempotency.AlreadyClaimed:
+        if store.redis.exists(claim.redis_key):
+            raise AlreadyClaimed
+        return submit_jobs(store, queue, settings, owner, [create], active=active, claim=claim)[0], False
+    except AlreadyClaimed:
         return idempotency.replay(store.redis, store, claim), True
+    except QuotaExceeded:  # a racing twin may have taken the last place with this very key: that is its job
+        if store.redis.exists(claim.redis_key):
+            return idempotency.replay(store.redis, store, claim), True
+        raise
 
 
 def get_record(store: JobStore, owner: str, job_id: str) -> dict[str, str]:

@@ -132,22 +132,29 @@ def api(redis_conn, redis_url):
 
 @pytest.fixture
 def worker_factory(redis_conn, redis_url):
-    """``worker_factory(**env) -> Popen`` of ``python -m worker`` that has registered with RQ."""
+    """``worker_factory(url=None, **env) -> Popen`` of ``python -m worker`` that has sent its first heartbeat.
+
+    ``url``: another Redis than the session's (the outage tests run their own). Killed at teardown.
+    """
     procs: list[subprocess.Popen] = []
 
-    def factory(wait: bool = True, **env) -> subprocess.Popen:
-        from rq import Worker
+    def factory(wait: bool = True, url: str | None = None, **env) -> subprocess.Popen:
+        from worker.liveness import live_workers
 
-        before = Worker.count(connection=Redis.from_url(redis_url))
-        proc_env = {**os.environ, **TEST_ENV, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT), **env}
+        target = url or redis_url
+        lease = int(TEST_ENV["PENG4NN_WORKER_LEASE_S"])
+        conn = Redis.from_url(target)
+        before = live_workers(conn, "peng4nn", lease)
+        proc_env = {**os.environ, **TEST_ENV, "REDIS_URL": target, "PYTHONPATH": str(ROOT), **env}
         proc = subprocess.Popen([sys.executable, "-m", "worker"], env=proc_env, cwd=ROOT)
         procs.append(proc)
         if wait:
             deadline = time.monotonic() + 60
-            while Worker.count(connection=Redis.from_url(redis_url)) <= before:
+            while live_workers(conn, "peng4nn", lease) <= before:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"worker did not start (exit code {proc.poll()})")
                 time.sleep(0.1)
+        conn.close()
         return proc
 
     yield factory

@@ -144,7 +144,7 @@ def test_duplicate_or_earlier_epoch_is_409_and_changes_nothing(api, curves):
          ["body", "points", 1, "val_acc"], "finite"),
         ('{"points": [{"epoch": 1.0, "val_acc": 100.5}]}', ["body", "points", 0, "val_acc"], "less than or equal"),
         ('{"points": [{"epoch": 1.0, "val_acc": -0.1}]}', ["body", "points", 0, "val_acc"], "greater than or equal"),
-        ('{"points": [{"epoch": 0, "val_acc": 10}]}', ["body", "points", 0, "epoch"], "greater than 0"),
+        ('{"points": [{"epoch": 0, "val_acc": 10}]}', ["body", "points", 0, "epoch"], "greater than or equal to 0.000001"),
         ('{"points": [{"epoch": 1, "val_acc": 10, "val_loss": NaN}]}', ["body", "points", 0, "val_loss"], "finite"),
         ('{"points": [{"epoch": 1}]}', ["body", "points", 0, "val_acc"], "required"),
         ('{"points": [{"epoch": 1, "val_acc": 5, "acc": 5}]}', ["body", "points", 0, "acc"], "unknown field"),

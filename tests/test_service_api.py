@@ -160,7 +160,7 @@ def test_tokens_guard_every_v1_route_and_isolate_owners(api):
         assert resp.status_code == 401 and resp.headers["www-authenticate"].startswith("Bearer")
         with server.client("mallory") as mallory:
             assert mallory.get("/v1/jobs").json()["code"] == "unauthorized"
-        assert anon.get("/healthz").status_code == 200  # probes need no token
+        assert anon.get("/healthz").json()["status"] == "no_workers"  # probes need no token (503: no worker)
 
         job_id = alice.post("/v1/jobs", json=tiny_job()).json()["id"]
         assert alice.get(f"/v1/jobs/{job_id}").status_code == 200
@@ -219,7 +219,9 @@ def test_health_metrics_and_datasets(api):
     server = api()
     with server.client() as http:
         http.post("/v1/jobs", json=tiny_job())
-        health = http.get("/healthz").json()
+        resp = http.get("/healthz")
+        health = resp.json()
+        assert resp.status_code == 503  # no live worker: a load balancer must not count this as healthy
         assert health["redis"] is True and health["workers"] == 0 and health["status"] == "no_workers"
         metrics = http.get("/metrics")
         assert metrics.headers["content-type"].startswith("text/plain")

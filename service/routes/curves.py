@@ -25,6 +25,7 @@ from service.curve_sessions import CURVE_ID_PATTERN, CurveSessions, CurveSetting
 from service.deps import OwnerDep, v1_router
 from service.fit_batching import FitBatcher, prefitted
 from service.errors import error_responses
+from service.quotas import check_points_per_post
 
 router = v1_router("/curves", "curves")
 
@@ -35,7 +36,7 @@ async def get_curve_sessions(request: Request) -> CurveSessions:
     sessions = getattr(state, "curve_sessions", None)
     if sessions is None or sessions.redis is not state.async_redis:  # none yet, or the app restarted
         settings = getattr(state, "curve_settings", None) or CurveSettings()
-        sessions = state.curve_sessions = CurveSessions(state.async_redis, settings)
+        sessions = state.curve_sessions = CurveSessions(state.async_redis, settings, state.settings.quota_sessions)
     return sessions
 
 
@@ -79,6 +80,7 @@ async def observe_curve(curve_id: CurveId, body: ObservationsCreate, owner: Owne
 async def observe_points(request: Request, sessions: CurveSessions, curve_id: str, owner: str,
                          points: list[ObservationPoint]) -> dict:
     """The observation post's work and answer (also called by `service.fast_path`, which skips the framework)."""
+    check_points_per_post(len(points), request.app.state.settings.quota_points_per_post)
     entry = sessions.cache.get(curve_id)
     policy = entry.policy if entry is not None and entry.owner == owner else None
     # One point for a cached policy: its fit is made together with the other posts of this loop turn.
