@@ -296,11 +296,13 @@ class Client:
 
     def observe(self, estimator: Any = None, *, num_classes: int | None = None, label: str | None = None,
                 policy: str | None = None, policy_params: dict | None = None,
-                search: str | None = None) -> "CurveSession":
+                search: str | None = None, schedule: Any = None, network: Any = None) -> "CurveSession":
         """Open an observe-mode session for a network you train yourself (see `CurveSession`).
 
-        ``policy="adaptive"`` with a ``search`` id ranks the network against that search's other networks."""
-        body = _curve_body(estimator, num_classes, label, policy, policy_params, search)
+        ``policy="adaptive"`` with a ``search`` id ranks the network against that search's other networks.
+        ``schedule``: its `peng4nn.schedule.LRSchedule` when known in advance; ``network``: its
+        `peng4nn.network_info.NetworkInfo` (either may be a dict of the same fields)."""
+        body = _curve_body(estimator, num_classes, label, policy, policy_params, search, schedule, network)
         return CurveSession(self, self._request("POST", "/v1/curves", json=body).json()["id"])
 
     def wait(self, job_id: str, timeout: float | None = None, poll_s: float = 0.5) -> JobPublic:
@@ -437,9 +439,9 @@ class AsyncClient:
 
     async def observe(self, estimator: Any = None, *, num_classes: int | None = None, label: str | None = None,
                       policy: str | None = None, policy_params: dict | None = None,
-                      search: str | None = None) -> "AsyncCurveSession":
-        """Open an observe-mode session (see `AsyncCurveSession`)."""
-        body = _curve_body(estimator, num_classes, label, policy, policy_params, search)
+                      search: str | None = None, schedule: Any = None, network: Any = None) -> "AsyncCurveSession":
+        """Open an observe-mode session (see `AsyncCurveSession` and `Client.observe`)."""
+        body = _curve_body(estimator, num_classes, label, policy, policy_params, search, schedule, network)
         response = await self._request("POST", "/v1/curves", json=body)
         return AsyncCurveSession(self, response.json()["id"])
 
@@ -497,22 +499,27 @@ class AsyncClient:
 
 
 def _curve_body(estimator: Any, num_classes: int | None, label: str | None, policy: str | None = None,
-                policy_params: dict | None = None, search: str | None = None) -> dict[str, Any]:
-    if hasattr(estimator, "model_dump"):
-        estimator = estimator.model_dump(mode="json", exclude_unset=True)
-    body = {"estimator": estimator, "num_classes": num_classes, "label": label, "policy": policy,
-            "policy_params": policy_params, "search": search}
+                policy_params: dict | None = None, search: str | None = None, schedule: Any = None,
+                network: Any = None) -> dict[str, Any]:
+    body = {"estimator": _model_json(estimator), "num_classes": num_classes, "label": label, "policy": policy,
+            "policy_params": policy_params, "search": search, "schedule": _model_json(schedule),
+            "network": _model_json(network)}
     return {k: v for k, v in body.items() if v is not None}
 
 
+def _model_json(value: Any) -> Any:
+    """A pydantic model as the fields it was given (so the service fills its own defaults); else as is."""
+    return value.model_dump(mode="json", exclude_unset=True) if hasattr(value, "model_dump") else value
+
+
 def _point(epoch: float, val_acc: float, val_loss: float | None = None,
-           train_loss: float | None = None) -> dict[str, Any]:
-    point = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss, "train_loss": train_loss}
+           train_loss: float | None = None, lr: float | None = None) -> dict[str, Any]:
+    point = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss, "train_loss": train_loss, "lr": lr}
     return {k: v for k, v in point.items() if v is not None}
 
 
 def _points_body(points: Iterable[dict | tuple]) -> dict[str, Any]:
-    """``{"points": [...]}`` from dicts or ``(epoch, val_acc[, val_loss[, train_loss]])`` tuples."""
+    """``{"points": [...]}`` from dicts or ``(epoch, val_acc[, val_loss[, train_loss[, lr]]])`` tuples."""
     return {"points": [_point(**p) if isinstance(p, dict) else _point(*p) for p in points]}
 
 
@@ -532,9 +539,10 @@ class CurveSession:
         self.url = f"/v1/curves/{curve_id}"
 
     def observe(self, epoch: float, val_acc: float, val_loss: float | None = None,
-                train_loss: float | None = None) -> Decision:
-        """Post one point (epoch increasing, accuracy in percent); ConflictError for a stale epoch."""
-        return self.observe_many([(epoch, val_acc, val_loss, train_loss)])
+                train_loss: float | None = None, lr: float | None = None) -> Decision:
+        """Post one point (epoch increasing, accuracy in percent, ``lr`` the rate that trained towards it);
+        ConflictError for a stale epoch."""
+        return self.observe_many([(epoch, val_acc, val_loss, train_loss, lr)])
 
     def observe_many(self, points: Iterable[dict | tuple]) -> Decision:
         """Post several points at once (all or nothing); the decision after the last."""
@@ -559,8 +567,8 @@ class AsyncCurveSession:
         self.url = f"/v1/curves/{curve_id}"
 
     async def observe(self, epoch: float, val_acc: float, val_loss: float | None = None,
-                      train_loss: float | None = None) -> Decision:
-        return await self.observe_many([(epoch, val_acc, val_loss, train_loss)])
+                      train_loss: float | None = None, lr: float | None = None) -> Decision:
+        return await self.observe_many([(epoch, val_acc, val_loss, train_loss, lr)])
 
     async def observe_many(self, points: Iterable[dict | tuple]) -> Decision:
         response = await self.client._request("POST", f"{self.url}/observations", json=_points_body(points))

@@ -12,7 +12,9 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from peng4nn.analyzer import Decision, EstimatorSettings, Reason
+from peng4nn.network_info import NetworkInfo
 from peng4nn.policies import default_policy, require_search
+from peng4nn.schedule import LRSchedule
 
 #: Most points one POST may carry (a whole e_max=20, E=0.5 curve is 40).
 MAX_POINTS_PER_POST = 1000
@@ -43,6 +45,15 @@ class CurveCreate(BaseModel):
         description="The search this network belongs to: the adaptive policy ranks it against the search's other "
         "networks (sessions and jobs with this search id), learning from each one that has finished. "
         "Required with policy adaptive.",
+    )
+
+    schedule: LRSchedule | None = Field(
+        None, description="The learning-rate schedule this network trains with, when known in advance: the "
+        "estimator sees its drops coming. Milestones and warm-up must end before the estimator's e_max.",
+    )
+    network: NetworkInfo | None = Field(
+        None, description="What the search knows about the network (size, depth, initial rate); population-learned "
+        "policies use it.",
     )
 
     @field_validator("search")
@@ -82,6 +93,8 @@ class ObservationPoint(BaseModel):
     val_loss: float | None = Field(None, strict=True,
                                    description="Validation loss (needed when the estimator's loss_check is on).")
     train_loss: float | None = Field(None, strict=True, description="Training loss.")
+    lr: float | None = Field(None, ge=0, strict=True,
+                             description="Learning rate in force while training towards this point, when known.")
 
 
 class ObservationsCreate(BaseModel):
@@ -122,6 +135,7 @@ class CurvePointPublic(BaseModel):
     val_acc: float
     val_loss: float | None = None
     train_loss: float | None = None
+    lr: float | None = None
     decision: DecisionPublic
 
 
@@ -135,6 +149,8 @@ class CurvePublic(BaseModel):
     policy: str = "paper"
     policy_params: dict[str, float | int | str | bool] = Field(default_factory=dict)
     search: str | None = None
+    schedule: LRSchedule | None = None
+    network: NetworkInfo | None = None
     created_at: datetime
     expires_in_s: float | None = Field(description="Seconds until the session expires unless it changes.")
     n_points: int

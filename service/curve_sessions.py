@@ -36,7 +36,10 @@ from redis.asyncio import Redis
 
 from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings, PredictionAnalyzer
 from peng4nn.curve import PrefixFitCache
+from peng4nn.network_info import NetworkInfo
 from peng4nn.policies import PolicyConfigError, StoppingPolicy, make_policy
+from peng4nn.schedule import LRSchedule
+from peng4nn.spec import SpecError, check_schedule_fits
 from service.curve_schemas import CurveCreate, CurvePointPublic, CurvePublic, DecisionPublic, ObservationPoint
 from service.errors import InvalidInput, NotFound, StateConflict
 from service.quotas import admit_session, sessions_key
@@ -193,8 +196,13 @@ class CurveSessions:
     async def create(self, owner: str, body: CurveCreate) -> str:
         """A new empty session; the settings are validated by building its policy once."""
         estimator = body.estimator or EstimatorSettings()
+        try:
+            check_schedule_fits(body.schedule, estimator.e_max, ("body", "schedule"))
+        except SpecError as exc:
+            raise InvalidInput(str(exc), errors=exc.errors) from None
         meta = {"estimator": estimator.model_dump(mode="json"), "num_classes": body.num_classes, "label": body.label,
-                "policy": body.policy, "policy_params": body.policy_params, "search": body.search}
+                "policy": body.policy, "policy_params": body.policy_params, "search": body.search,
+                "schedule": _dumped(body.schedule), "network": _dumped(body.network)}
         curve_id = secrets.token_hex(12)
         # Admitted before the policy is built: a refused session must not draw a role in its search.
         await admit_session(self.redis, owner, self.sessions_quota, self.settings.ttl_s, curve_id)
@@ -232,6 +240,8 @@ class CurveSessions:
             policy=meta.get("policy", "paper"),
             policy_params=meta.get("policy_params") or {},
             search=meta.get("search"),
+            schedule=meta.get("schedule"),
+            network=meta.get("network"),
             created_at=float(record["created_at"]),
             expires_in_s=ttl_ms / 1000 if ttl_ms and ttl_ms > 0 else None,
             n_points=len(points),
@@ -319,7 +329,7 @@ class CurveSessions:
                 if i and i % FITS_PER_SLICE == 0:
                     await asyncio.sleep(0)
                 try:
-                    decisions.append(entry.policy.observe(p.epoch, p.val_acc, p.val_loss, p.train_loss))
+                    decisions.append(entry.policy.observe(p.epoch, p.val_acc, p.val_loss, p.train_loss, p.lr))
                 except (ValueError, ArithmeticError) as exc:  # the engine refused these numbers: this post's 422
                     field = str(exc).split(" ", 1)[0]
                     loc = ["body", "points", i] + ([field] if field in ObservationPoint.model_fields else [])
@@ -369,8 +379,8 @@ class CurveSessions:
             await searches.warm_up()
         try:
             if search is None:
-                return make_policy(name, estimator=estimator, num_classes=meta["num_classes"], backend=FIT_BACKEND,
-                                   **params), None
+                return _with_inputs(make_policy(name, estimator=estimator, num_classes=meta["num_classes"],
+                                                backend=FIT_BACKEND, **params), meta), None
             stored = await self.redis.llen(searches.networks_key(search))
             population = self.populations.get(search, name, estimator, meta["num_classes"], params, stored)
         except (PolicyConfigError, TypeError, ValueError) as exc:
@@ -379,7 +389,7 @@ class CurveSessions:
         await searches.sync_async(self.redis, search, population)
         if any(n != population.n_finished for n in stored_networks if n is not None):
             population = searches.new_population(name, estimator, meta["num_classes"], params)
-        return population(reference=meta.get("reference")), search
+        return _with_inputs(population(reference=meta.get("reference")), meta), search
 
     async def _sync_search(self, entry: _Entry) -> int | None:
         """Learn the search's networks finished since the last post; the count the decisions are made with."""
@@ -416,10 +426,24 @@ def _prefix_fits(policy: StoppingPolicy, epochs: list[float], accuracies: list[f
         policy.fit_cache = None
 
 
+def _with_inputs(policy: StoppingPolicy, meta: dict[str, Any]) -> StoppingPolicy:
+    """The session's schedule (bound to its estimator's e_max) and network metadata, before the first point."""
+    if meta.get("schedule") is not None:
+        policy.schedule = LRSchedule.model_validate(meta["schedule"]).bound(meta["estimator"]["e_max"])
+    if meta.get("network") is not None:
+        policy.network = NetworkInfo.model_validate(meta["network"])
+    return policy
+
+
+def _dumped(model: Any) -> dict | None:
+    return None if model is None else model.model_dump(mode="json", exclude_defaults=True)
+
+
 def _record(point: ObservationPoint, decision: dict, n_networks: int | None = None) -> str:
-    """One stored point: its values, the decision made after it and, in a search, how many finished
-    networks that decision knew (so a rebuilt policy decides again exactly as it did)."""
-    row = {"p": [point.epoch, point.val_acc, point.val_loss, point.train_loss], "d": decision}
+    """One stored point: its values (the rate last: points stored before it existed have four), the
+    decision made after it and, in a search, how many finished networks that decision knew (so a
+    rebuilt policy decides again exactly as it did)."""
+    row = {"p": [point.epoch, point.val_acc, point.val_loss, point.train_loss, point.lr], "d": decision}
     if n_networks is not None:
         row["n"] = n_networks
     return dumps(row)
@@ -434,7 +458,7 @@ def _search_of(meta: dict[str, Any], owner: str) -> str | None:
 
 
 def _point_public(stored: dict) -> CurvePointPublic:
-    epoch, val_acc, val_loss, train_loss = stored["p"]
-    return CurvePointPublic(epoch=epoch, val_acc=val_acc, val_loss=val_loss, train_loss=train_loss,
+    epoch, val_acc, val_loss, train_loss, lr = (*stored["p"], None)[:5]
+    return CurvePointPublic(epoch=epoch, val_acc=val_acc, val_loss=val_loss, train_loss=train_loss, lr=lr,
                             decision=DecisionPublic.model_validate(stored["d"]))
 

@@ -30,7 +30,7 @@ from peng4nn.jobs import (
     job_links,
 )
 from peng4nn.policies import PolicyConfigError, make_policy
-from peng4nn.spec import SpecError, SpecLimits, analyze_spec
+from peng4nn.spec import SpecError, SpecLimits, analyze_spec, check_schedule
 from service.config import Settings
 from service.errors import InvalidInput, JobNotFound, QuotaExceeded, StateConflict
 from service import idempotency
@@ -69,6 +69,9 @@ def validate_job(create: JobCreate, loc: tuple = ("body",),
             policy = make_policy(create.policy, estimator=create.estimator, num_classes=info.num_classes,
                                  **create.policy_params)
             errors += _run_length_errors(policy.E, policy.e_max, max_epochs, loc, create)
+            check_schedule(create.architecture, policy.e_max)  # the trainer's own check, before any worker
+    except SpecError as exc:
+        errors += [{"loc": (*loc, "architecture", *e["loc"]), "msg": e["msg"]} for e in exc.errors]
     except (PolicyConfigError, TypeError, ValueError) as exc:
         field = "policy" if "'policy' parameter" in str(exc) else "policy_params"
         errors.append({"loc": (*loc, field), "msg": str(exc)})
