@@ -47,5 +47,5 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=3).status != 200)"
 # Open event streams get 10 s when the container stops (SIGTERM), then uvicorn closes them; clients resume
 # with Last-Event-ID. Without the timeout uvicorn would wait for every stream to end (hours with long jobs).
-CMD ["uvicorn", "--factory", "service.app:create_app", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", \
+CMD ["uvicorn", "--factory", "peng4nn_service.app:create_app", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", \
      "--timeout-graceful-shutdown", "10"]

@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_replay import synthetic_curves  # noqa: E402
 
 from peng4nn.policies import make_policy  # noqa: E402
-from worker.embedded import free_port  # noqa: E402
+from peng4nn_store.embedded import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -196,7 +196,8 @@ def publisher(redis_url: str, job_ids: list[str], rounds: int, interval: float, 
     from redis import Redis
 
     from peng4nn.jobs import EVENT_ITERATION, JobStatus
-    from worker.events import JobStore, dumps
+    from peng4nn_store.job_store import JobStore
+    from peng4nn_store.encoding import dumps
 
     store = JobStore(Redis.from_url(redis_url, decode_responses=True), 3600)
     start.wait()
@@ -218,9 +219,9 @@ def breakdown(redis_url: str, n: int = 2000) -> dict:
     from rq import Queue
 
     from peng4nn.jobs import JobCreate
-    from service.config import Settings
-    from service.jobs import submit_jobs, validate_job
-    from worker.events import JobStore
+    from peng4nn_store.settings import Settings
+    from peng4nn_service.jobs import submit_jobs, validate_job
+    from peng4nn_store.job_store import JobStore
 
     settings = Settings(redis_url=redis_url, queue_name="bench-breakdown")
     redis = Redis.from_url(redis_url, decode_responses=True)
@@ -242,7 +243,7 @@ def breakdown(redis_url: str, n: int = 2000) -> dict:
         "submit_jobs (validate + Lua create + RQ enqueue, 1 MULTI)": per_call(
             lambda: submit_jobs(store, queue, settings, "bench", [create])),
         "plain RQ queue.enqueue (no record, no stream)": per_call(
-            lambda: queue.enqueue("worker.tasks.run_job", "x", job_timeout=60, result_ttl=60, failure_ttl=60)),
+            lambda: queue.enqueue("peng4nn_worker.tasks.run_job", "x", job_timeout=60, result_ttl=60, failure_ttl=60)),
         "redis PING round trip": per_call(lambda: redis.ping()),
     }
     queue.empty()
@@ -318,7 +319,7 @@ async def sse_phase(args, host: str, port: int, redis_url: str) -> dict:
     from redis import Redis
 
     from peng4nn.jobs import JobStatus
-    from worker.events import JobStore
+    from peng4nn_store.job_store import JobStore
 
     conn = await Conn(host, port).open()
     stream_ids: list[str] = []
@@ -400,7 +401,7 @@ def main(argv=None) -> int:
                         help="only: submissions and reads with the quota checks off, then on (limits never reached)")
     args = parser.parse_args(argv)
     if not args.port:
-        from worker.embedded import free_port
+        from peng4nn_store.embedded import free_port
 
         args.port = free_port()
     if args.quota_cost:

@@ -304,7 +304,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from redis import Redis
 
-    from worker.embedded import free_port
+    from peng4nn_store.embedded import free_port
 
     port, password = free_port(), secrets.token_hex(16)
     load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -1,6 +1,6 @@
 """The FastAPI application: `create_app()` wires settings, Redis, error handling and routers.
 
-``uvicorn --factory service.app:create_app`` or `peng4nn serve` run it. Importing
+``uvicorn --factory peng4nn_service.app:create_app`` or `peng4nn serve` run it. Importing
 this module never imports torch: jobs are enqueued by dotted path.
 """
 
@@ -16,26 +16,27 @@ from redis.asyncio import Redis as AsyncRedis
 from rq import Queue
 
 from peng4nn import __version__
-from service.access import AccessGuard
-from service.config import Settings, get_settings
-from service.errors import install_error_handlers
-from service.fast_path import FastPaths
-from service.middleware import BodySizeLimit
-from service.quotas import ActiveJobs, RateLimiter, StreamSlots
-from service.streams import StreamHub
-from service.routes import curves, datasets, health, jobs
-from worker.events import JobStore
-from worker.maintenance import run_maintenance
-from worker.trusted import make_queue
+from peng4nn_service.access import AccessGuard
+from peng4nn_store.settings import Settings, get_settings
+from peng4nn_service.errors import install_error_handlers
+from peng4nn_service.fast_path import FastPaths
+from peng4nn_service.middleware import BodySizeLimit
+from peng4nn_service.quotas import ActiveJobs, RateLimiter, StreamSlots
+from peng4nn_service.curve_sessions import CurveSessions
+from peng4nn_service.fit_batching import FitBatcher
+from peng4nn_service.routes import curves, datasets, health, jobs
+from peng4nn_store.job_store import JobStore
+from peng4nn_store.maintenance import run_maintenance
+from peng4nn_store.queue import make_queue
 
 STREAM_POOL_SPARE = 4
-"""Connections the streams' pool has beyond one per open stream (the hub's reader, its wake-ups)."""
+"""Connections the streams' pool has beyond one per open stream (its expiry checks)."""
 
 log = logging.getLogger("peng4nn.service")
 
 ROUTERS = (jobs.router, curves.router, datasets.router, health.router)
 """Mounted in this order (the busiest first: requests are matched router by router); a new resource
-adds its router here (made with `service.deps.v1_router`)."""
+adds its router here (made with `peng4nn_service.deps.v1_router`)."""
 
 
 @asynccontextmanager
@@ -56,7 +57,8 @@ async def lifespan(app: FastAPI):
     app.state.store = JobStore(app.state.redis, settings.job_ttl_s)
     app.state.queue = make_queue(settings.queue_name, app.state.rq_redis)
     app.state.active_jobs = ActiveJobs(app.state.redis, settings.quota_active_jobs)
-    app.state.stream_hub = StreamHub(app.state.stream_redis, settings.sse_fanout)
+    app.state.curve_sessions = CurveSessions(app.state.async_redis, settings)
+    app.state.fit_batcher = FitBatcher()
     app.state.stream_slots = StreamSlots(settings.stream_pool_size, settings.quota_open_streams)
     maintenance = asyncio.create_task(_maintenance_loop(app.state.queue, settings))
     try:
@@ -65,7 +67,6 @@ async def lifespan(app: FastAPI):
         maintenance.cancel()
         with suppress(asyncio.CancelledError):
             await maintenance
-        await app.state.stream_hub.close()
         await app.state.stream_redis.aclose()
         await app.state.async_redis.aclose()
         app.state.redis.close()

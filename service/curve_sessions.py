@@ -30,8 +30,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio import Redis
 
 from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings, PredictionAnalyzer
@@ -40,25 +38,13 @@ from peng4nn.network_info import NetworkInfo
 from peng4nn.policies import PolicyConfigError, StoppingPolicy, make_policy
 from peng4nn.schedule import LRSchedule
 from peng4nn.spec import SpecError, check_schedule_fits
-from service.curve_schemas import CurveCreate, CurvePointPublic, CurvePublic, DecisionPublic, ObservationPoint
-from service.errors import InvalidInput, NotFound, StateConflict
-from service.quotas import admit_session, sessions_key
-from worker import searches
-from worker.events import clean_json, dumps, key
-
-DEFAULT_TTL_S = 24 * 3600.0
-"""A session untouched this long is deleted by Redis."""
-
-DEFAULT_CACHE_SIZE = 4096
-"""Policies each API process keeps; the least recently used are dropped and rebuilt when needed."""
-
-DEFAULT_CACHE_POINTS = 200_000
-"""Points all cached policies may hold together: a kept policy costs ~350 bytes per point it has seen
-(measured: 40 points ~11 KB, 1,000 points ~340 KB), so the cache stays under ~70 MB per process
-however long the sessions are (4,096 full sessions would be 1.4 GB)."""
-
-DEFAULT_MAX_POINTS = 1_000
-"""Points one session may hold: bounds memory and the cost of a replay (a fit per point)."""
+from peng4nn_service.curve_schemas import CurveCreate, CurvePointPublic, CurvePublic, DecisionPublic, ObservationPoint
+from peng4nn_service.errors import InvalidInput, NotFound, StateConflict
+from peng4nn_service.quotas import admit_session
+from peng4nn_store import searches
+from peng4nn_store.encoding import clean_json, dumps
+from peng4nn_store.keys import networks_key, points_key, session_key, sessions_quota_key
+from peng4nn_store.settings import DEFAULT_CURVE_CACHE_POINTS, Settings
 
 FITS_PER_SLICE = 4
 """Fits made before yielding to the event loop, so a long post or replay never stalls other requests."""
@@ -73,27 +59,8 @@ FIT_BACKEND = "fast"
 """The API decides with the exact fast back-end (no queue hop)."""
 
 
-class CurveSettings(BaseSettings):
-    """Observe-mode knobs, read from ``PENG4NN_CURVE_*``."""
-
-    model_config = SettingsConfigDict(env_prefix="PENG4NN_CURVE_", extra="ignore", frozen=True)
-
-    ttl_s: float = Field(DEFAULT_TTL_S, gt=0, description="Sessions expire this long after their last change.")
-    cache_size: int = Field(DEFAULT_CACHE_SIZE, ge=0, description="Policies kept per process; 0 replays every post.")
-    cache_points: int = Field(DEFAULT_CACHE_POINTS, ge=0, description="Points the kept policies may hold in all.")
-    max_points: int = Field(DEFAULT_MAX_POINTS, ge=1, description="Most points one session may hold.")
-
-
 CURVE_ID_PATTERN = r"^[0-9a-f]{24}$"
 """Session ids are 12 random bytes in hex; anything else never reaches a Redis key."""
-
-
-def session_key(curve_id: str) -> str:
-    return key("curve", curve_id)
-
-
-def points_key(curve_id: str) -> str:
-    return key("curve", curve_id, "points")
 
 
 # Append the points iff the session exists and holds exactly ARGV[1] points; refresh both TTLs.
@@ -136,7 +103,7 @@ class _Entry:
 class PolicyCache:
     """Least-recently-used policies of one process, by session id, bounded in entries and in points."""
 
-    def __init__(self, size: int, max_points: int = DEFAULT_CACHE_POINTS):
+    def __init__(self, size: int, max_points: int = DEFAULT_CURVE_CACHE_POINTS):
         self.size = size
         self.max_points = max_points
         self.points = 0
@@ -175,12 +142,10 @@ class CurveSessions:
     One instance per event loop (per app): its locks and cache are not thread-safe.
     """
 
-    def __init__(self, redis: Redis, settings: CurveSettings | None = None, sessions_quota: int = 0):
+    def __init__(self, redis: Redis, settings: Settings):
         self.redis = redis
-        self.settings = settings or CurveSettings()
-        self.sessions_quota = sessions_quota
-        """Sessions one token may have opened within the TTL (`service.quotas.admit_session`; 0 = no limit)."""
-        self.cache = PolicyCache(self.settings.cache_size, self.settings.cache_points)
+        self.settings = settings
+        self.cache = PolicyCache(settings.curve_cache_size, settings.curve_cache_points)
         self._locks = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
         self._commit = redis.register_script(_COMMIT_LUA)
         self.populations = searches.Populations()
@@ -189,7 +154,7 @@ class CurveSessions:
 
     @property
     def ttl_ms(self) -> int:
-        return max(1, int(self.settings.ttl_s * 1000))
+        return max(1, int(self.settings.curve_ttl_s * 1000))
 
     # ------------------------------------------------------------------ create / read / delete
 
@@ -205,11 +170,11 @@ class CurveSessions:
                 "schedule": _dumped(body.schedule), "network": _dumped(body.network)}
         curve_id = secrets.token_hex(12)
         # Admitted before the policy is built: a refused session must not draw a role in its search.
-        await admit_session(self.redis, owner, self.sessions_quota, self.settings.ttl_s, curve_id)
+        await admit_session(self.redis, owner, self.settings.quota_sessions, self.settings.curve_ttl_s, curve_id)
         try:
             policy, search = await self._new_policy(meta, estimator, owner)
         except InvalidInput:
-            await self.redis.zrem(sessions_key(owner), curve_id)
+            await self.redis.zrem(sessions_quota_key(owner), curve_id)
             raise
         # A search's role for this network (a reference trains to e_max) is drawn once, when it starts.
         role = getattr(policy, "role", None)
@@ -260,7 +225,7 @@ class CurveSessions:
                 await self._finish_in_search(curve_id, entry)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(session_key(curve_id), points_key(curve_id))
-            pipe.zrem(sessions_key(owner), curve_id)
+            pipe.zrem(sessions_quota_key(owner), curve_id)
             await pipe.execute()
         self.cache.drop(curve_id)
 
@@ -304,9 +269,9 @@ class CurveSessions:
         raise StateConflict(f"curve session {curve_id!r} changed under {COMMIT_ATTEMPTS} attempts in a row; retry")
 
     def _check_order(self, entry: _Entry, points: Sequence[ObservationPoint]) -> None:
-        if entry.n_points + len(points) > self.settings.max_points:
+        if entry.n_points + len(points) > self.settings.curve_max_points:
             raise StateConflict(
-                f"a curve session holds at most {self.settings.max_points} points; "
+                f"a curve session holds at most {self.settings.curve_max_points} points; "
                 f"it has {entry.n_points} and {len(points)} were posted"
             )
         last = entry.policy.history.last_epoch
@@ -381,7 +346,7 @@ class CurveSessions:
             if search is None:
                 return _with_inputs(make_policy(name, estimator=estimator, num_classes=meta["num_classes"],
                                                 backend=FIT_BACKEND, **params), meta), None
-            stored = await self.redis.llen(searches.networks_key(search))
+            stored = await self.redis.llen(networks_key(search))
             population = self.populations.get(search, name, estimator, meta["num_classes"], params, stored)
         except (PolicyConfigError, TypeError, ValueError) as exc:
             field = "policy" if "'policy' parameter" in str(exc) else "policy_params"
@@ -404,7 +369,7 @@ class CurveSessions:
         entry.finished = True
         network = entry.policy.outcome()
         if network is not None and await self.redis.hsetnx(session_key(curve_id), "finished", "1"):
-            await searches.append_async(self.redis, entry.search, network, self.settings.ttl_s)
+            await searches.append_async(self.redis, entry.search, network, self.settings.curve_ttl_s)
 
 
 @contextmanager

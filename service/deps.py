@@ -16,13 +16,12 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from rq import Queue
 
-from service.access import PUBLIC_OWNER, authenticate, owner_id  # noqa: F401  (re-exported)
-from service.config import Settings
-from service.errors import error_responses
-from service.json_body import StrictJSONRoute
-from service.quotas import ActiveJobs, StreamSlots
-from service.streams import StreamHub
-from worker.events import JobStore
+from peng4nn_service.access import PUBLIC_OWNER, authenticate, owner_id  # noqa: F401  (re-exported)
+from peng4nn_store.settings import Settings
+from peng4nn_service.errors import error_responses
+from peng4nn_service.json_body import StrictJSONRoute
+from peng4nn_service.quotas import ActiveJobs, StreamSlots
+from peng4nn_store.job_store import JobStore
 
 
 async def get_app_settings(request: Request) -> Settings:
@@ -48,11 +47,6 @@ async def get_queue(request: Request) -> Queue:
     return request.app.state.queue
 
 
-async def get_stream_hub(request: Request) -> StreamHub:
-    """The process's fan-out reader of job event streams (for SSE handlers)."""
-    return request.app.state.stream_hub
-
-
 async def get_stream_redis(request: Request) -> AsyncRedis:
     """Async client (decoded) on the event streams' own bounded pool."""
     return request.app.state.stream_redis
@@ -74,7 +68,7 @@ async def get_owner(
 ) -> str:
     """Who is calling: a digest of their bearer token, or "public" when tokens are off (401 if missing/wrong).
 
-    `service.access.AccessGuard` has already checked the token before the body was read; this reads its answer.
+    `peng4nn_service.access.AccessGuard` has already checked the token before the body was read; this reads its answer.
     """
     owner = getattr(request.state, "owner", None)
     if owner is None:  # an app without the guard in front (it is always installed by create_app)
@@ -88,7 +82,6 @@ AsyncRedisDep = Annotated[AsyncRedis, Depends(get_async_redis)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 QueueDep = Annotated[Queue, Depends(get_queue)]
 OwnerDep = Annotated[str, Depends(get_owner)]
-StreamHubDep = Annotated[StreamHub, Depends(get_stream_hub)]
 StreamRedisDep = Annotated[AsyncRedis, Depends(get_stream_redis)]
 StreamSlotsDep = Annotated[StreamSlots, Depends(get_stream_slots)]
 ActiveJobsDep = Annotated[ActiveJobs, Depends(get_active_jobs)]

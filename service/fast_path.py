@@ -6,9 +6,9 @@ Profiling `peng4nn serve` under load showed about half of the API's CPU per requ
 handler (routing over every route, dependency solving, the exception and telemetry
 wrappers, anyio's thread-pool hop), more than the fit or the Redis transaction.
 
-This ASGI middleware answers a well-formed request itself: the caller as `service.access`
+This ASGI middleware answers a well-formed request itself: the caller as `peng4nn_service.access`
 authenticated it, the same body model validated the way the routes validate it
-(`service.json_body.loads`, then the model), the same function the route calls
+(`peng4nn_service.json_body.loads`, then the model), the same function the route calls
 (`observe_points`, `open_session`, `submit_jobs`) and the same error handler for what that
 raises. Anything else (another route, a body that does not parse or validate, no
 Content-Length, a non-JSON content type) goes to FastAPI untouched, with the body it read
@@ -29,13 +29,13 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from peng4nn.jobs import JobCreate
-from service.curve_schemas import CurveCreate, ObservationsCreate
-from service.errors import HANDLED_REDIS_ERRORS, BodyRejected, ServiceError, handle_error
-from service.json_body import loads
-from service.responses import model_response
+from peng4nn_service.curve_schemas import CurveCreate, ObservationsCreate
+from peng4nn_service.errors import HANDLED_REDIS_ERRORS, BodyRejected, ServiceError, handle_error
+from peng4nn_service.json_body import loads
+from peng4nn_service.responses import model_response
 
 OBSERVATIONS_PATH = re.compile(r"^/v1/curves/([0-9a-f]{24})/observations$")
-"""The route's path with its id pattern (`service.curve_sessions.CURVE_ID_PATTERN`)."""
+"""The route's path with its id pattern (`peng4nn_service.curve_sessions.CURVE_ID_PATTERN`)."""
 
 JOBS_PATH = "/v1/jobs"
 CURVES_PATH = "/v1/curves"
@@ -44,7 +44,7 @@ MAX_FAST_BODY = 64 * 1024
 """Larger bodies take the ordinary route; the framework's share of their cost is small."""
 
 HANDLED_ERRORS = (ServiceError, *HANDLED_REDIS_ERRORS)
-"""What the routes' own code raises and `service.errors.handle_error` answers."""
+"""What the routes' own code raises and `peng4nn_service.errors.handle_error` answers."""
 
 
 class FastPaths:
@@ -72,7 +72,7 @@ class FastPaths:
                 or headers.get(b"content-type", b"").split(b";")[0].strip() != b"application/json"):
             return await self.app(scope, receive, send)
         owner = scope.get("state", {}).get("owner")
-        if owner is None:  # not authenticated by service.access (an app without it): the route decides
+        if owner is None:  # not authenticated by peng4nn_service.access (an app without it): the route decides
             return await self.app(scope, receive, send)
         body, messages = await _read_body(receive)
         try:
@@ -95,7 +95,7 @@ def _observe(data, curve_id: str) -> Prepared:
     points = ObservationsCreate.model_validate(data).points
 
     async def answer(request: Request, owner: str) -> Response:
-        from service.routes.curves import get_curve_sessions, observe_points
+        from peng4nn_service.routes.curves import get_curve_sessions, observe_points
 
         sessions = await get_curve_sessions(request)
         return JSONResponse(await observe_points(request, sessions, curve_id, owner, points))
@@ -109,7 +109,7 @@ def _open_curve(data, _) -> Prepared:
     create = CurveCreate.model_validate(data)
 
     async def answer(request: Request, owner: str) -> Response:
-        from service.routes.curves import get_curve_sessions, open_session
+        from peng4nn_service.routes.curves import get_curve_sessions, open_session
 
         created = await open_session(await get_curve_sessions(request), owner, create)
         return JSONResponse(created.model_dump(mode="json"), 201, {"Location": f"{CURVES_PATH}/{created.id}"})
@@ -121,7 +121,7 @@ def _submit_job(data, _) -> Prepared:
     create = JobCreate.model_validate(data)
 
     async def answer(request: Request, owner: str) -> Response:
-        from service import idempotency, jobs
+        from peng4nn_service import idempotency, jobs
 
         key = request.headers.get(idempotency.HEADER)  # well-formed: `_idempotency_key_ok` let it through
         state = request.app.state
@@ -136,7 +136,7 @@ def _submit_job(data, _) -> Prepared:
 
 
 def _idempotency_key_ok(scope: Scope) -> bool:
-    from service.idempotency import valid_key
+    from peng4nn_service.idempotency import valid_key
 
     values = [v for k, v in scope["headers"] if k == b"idempotency-key"]
     if not values:

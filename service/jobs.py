@@ -31,13 +31,15 @@ from peng4nn.jobs import (
 )
 from peng4nn.policies import PolicyConfigError, make_policy
 from peng4nn.spec import SpecError, SpecLimits, analyze_spec, check_schedule
-from service.config import Settings
-from service.errors import InvalidInput, JobNotFound, QuotaExceeded, StateConflict
-from service import idempotency
-from service.idempotency import AlreadyClaimed, Claim
-from service.quotas import ActiveJobs
-from worker.events import JobStore, index_key, now, record_key
-from worker.trusted import ON_FAILURE, RUN_JOB
+from peng4nn_store.settings import Settings
+from peng4nn_service.errors import InvalidInput, JobNotFound, QuotaExceeded, StateConflict
+from peng4nn_service import idempotency
+from peng4nn_service.idempotency import AlreadyClaimed, Claim
+from peng4nn_service.quotas import ActiveJobs
+from peng4nn_store.job_store import JobStore
+from peng4nn_store.keys import index_key, record_key
+from peng4nn_store.encoding import now
+from peng4nn_store.queue import ON_FAILURE, RUN_JOB
 
 MAX_ITERATIONS_PER_JOB = 10_000
 """Most iterations (e_max / E) one job may run: each is an event kept on its stream until it expires."""
@@ -205,10 +207,19 @@ def submit_job(store: JobStore, queue: Queue, settings: Settings, owner: str, cr
 
 def get_record(store: JobStore, owner: str, job_id: str) -> dict[str, str]:
     """The job's record; `JobNotFound` when missing, expired or owned by another token."""
-    record = store.get(job_id) if _valid_id(job_id) else None
-    if record is None or record.get("owner") != owner:
+    return owned(job_id, owner, store.get(job_id) if valid_job_id(job_id) else None)
+
+
+def owned(job_id: str, owner: str, record: dict[str, str] | None) -> dict[str, str]:
+    """The owner check of every job read (sync or async): another token's job looks exactly like a missing one."""
+    if not record or record.get("owner") != owner:
         raise JobNotFound(job_id)
     return record
+
+
+def valid_job_id(job_id: str) -> bool:
+    """Whether ``job_id`` can be a job id at all (anything else never reaches a Redis key)."""
+    return 0 < len(job_id) <= 64 and job_id.isascii() and job_id.isalnum()
 
 
 def to_public(job_id: str, record: dict[str, str]) -> JobPublic:
@@ -290,10 +301,6 @@ def get_result(store: JobStore, owner: str, job_id: str) -> ResultEventData:
     return ResultEventData(status=status, result=result, error=record.get("error") or None)
 
 
-def _valid_id(job_id: str) -> bool:
-    return 0 < len(job_id) <= 64 and job_id.isalnum()
-
-
 def _time(value: str | float | None) -> datetime | None:
     if value in (None, ""):
         return None
@@ -305,6 +312,6 @@ def _int(value: str | None) -> int | None:
 
 
 def _loc(loc) -> str:
-    from service.errors import format_loc
+    from peng4nn_service.errors import format_loc
 
     return format_loc(list(loc))

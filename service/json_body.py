@@ -18,7 +18,7 @@ from fastapi import Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
-from service.errors import BodyRejected, InvalidInput, format_loc
+from peng4nn_service.errors import BodyRejected, InvalidInput, format_loc
 
 
 def non_finite(loc: list[str | int], text: str) -> BodyRejected:

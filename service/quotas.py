@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from peng4nn.jobs import JobStatus
-from service.errors import InvalidInput, QuotaExceeded, ServiceUnavailable
-from worker.events import index_key, key
+from peng4nn_service.errors import InvalidInput, QuotaExceeded, ServiceUnavailable
+from peng4nn_store.keys import index_key, reservations_key, sessions_quota_key
 
 RESERVATION_TTL_S = 30.0
 """A reservation not released by then (its API process died mid-submission) stops counting."""
@@ -53,16 +53,6 @@ redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return -1
 """
-
-
-def reservations_key(owner: str) -> str:
-    """Sorted set of a token's in-flight submissions (member ``<random>:<n>``, score = expiry in ms)."""
-    return key("quota", owner, "reserved")
-
-
-def sessions_key(owner: str) -> str:
-    """Sorted set of a token's observation sessions (score = creation time in ms)."""
-    return key("quota", owner, "sessions")
 
 
 @dataclass
@@ -178,7 +168,7 @@ async def admit_session(redis, owner: str, limit: int, ttl_s: float, session_id:
     if not limit:
         return
     now_ms = int(time.time() * 1000)
-    used = await redis.eval(_SESSION_LUA, 1, sessions_key(owner), limit, now_ms, max(1, int(ttl_s * 1000)),
+    used = await redis.eval(_SESSION_LUA, 1, sessions_quota_key(owner), limit, now_ms, max(1, int(ttl_s * 1000)),
                             session_id)
     if int(used) >= 0:
         raise QuotaExceeded(f"this token has {int(used)} observation sessions and may have at most {limit} "

@@ -16,12 +16,11 @@ from peng4nn.cli import main
 from peng4nn.jobs import JobCreate
 from peng4nn.replay import policy_factory, read_curves, replay
 from peng4nn.synthetic_curves import POPULATIONS, generate_population, write_csv
-from service.curve_sessions import CurveSettings
-from service.deps import PUBLIC_OWNER, owner_id
+from peng4nn_service.deps import PUBLIC_OWNER, owner_id
 from tests.conftest import TINY_CNN, tiny_job, wait_for
-from worker import searches
-from worker.events import clean_json
-from worker.tasks import _finish_in_search, _policy
+from peng4nn_store import searches
+from peng4nn_store.encoding import clean_json
+from peng4nn_worker.tasks import _finish_in_search, _policy
 
 def listed(search: str, owner: str = PUBLIC_OWNER) -> str:
     """The Redis list of a search's finished networks (searches are per owner)."""
@@ -60,8 +59,7 @@ def test_observe_sessions_of_one_search_decide_as_replay(api, redis_conn, search
     second keeps no policies, so every post rebuilds from Redis), get replay's decisions point for point."""
     path, curves, outcomes = search_curves
     cli_models = replay_cli(capsys, path)
-    first, second = api(), api()
-    second.app.state.curve_settings = CurveSettings(cache_size=0)
+    first, second = api(), api(curve_cache_size=0)
     search = f"search-{uuid.uuid4().hex[:8]}"
     with first.client() as a, second.client() as b:
         for i, (curve, outcome, model) in enumerate(zip(curves, outcomes, cli_models)):
@@ -171,8 +169,7 @@ def test_a_rebuilt_session_decides_its_old_points_with_the_search_as_it_was(api,
             policy.observe(*curve.point(i))
         policy.finish()
 
-    first, second = api(), api()
-    second.app.state.curve_settings = CurveSettings(cache_size=0)
+    first, second = api(), api(curve_cache_size=0)
     points = {i: [{"epoch": float(e), "val_acc": float(v)} for e, v in zip(c.epochs, c.val_acc)]
               for i, c in enumerate(curves)}
     with first.client() as a, second.client() as b:

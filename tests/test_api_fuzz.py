@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from service.openapi import OPENAPI_PATH
+from peng4nn_service.openapi import OPENAPI_PATH
 from tests.conftest import make_settings, start_api
 
 TOKEN = "fuzz-token"

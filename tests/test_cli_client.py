@@ -84,7 +84,7 @@ def test_the_token_comes_from_the_environment(api, arch, capsys, monkeypatch):
 
 
 def test_an_unreachable_service_is_one_line_and_exit_1(capsys):
-    from worker.embedded import free_port
+    from peng4nn_store.embedded import free_port
 
     code, _, err = cli(capsys, "jobs", "--url", f"http://127.0.0.1:{free_port()}", "--deadline", "0")
     assert code == 1 and err.count("\n") == 1 and "cannot reach the PEng4NN service" in err

@@ -25,7 +25,8 @@ from rq.serializers import JSONSerializer
 
 from peng4nn.policies import make_policy
 from tests.conftest import tiny_job, wait_for
-from worker.embedded import EmbeddedRedis, free_port
+from peng4nn_store.embedded import EmbeddedRedis, free_port
+from peng4nn_store.keys import reservations_key
 
 A, B, C = "token-a", "token-b", "token-c"
 TOKENS = f"{A},{B},{C}"
@@ -244,7 +245,7 @@ def test_an_idempotent_replay_takes_no_place_in_the_quota(api, redis_conn, path)
         assert again.headers["Idempotent-Replayed"] == "true"
         assert post(a, "k1", tiny_job(label="other")).status_code == 409  # reused key: 409, not 429
         assert post(a, "k3").status_code == 429  # a new job still does not fit
-        assert redis_conn.zcard("peng4nn:quota:" + _owner(A) + ":reserved") == 0  # nothing left reserved
+        assert redis_conn.zcard(reservations_key(_owner(A))) == 0  # nothing left reserved
         a.delete(f"/v1/jobs/{first.json()['id']}")
         assert post(a, "k3").status_code == 202  # the place freed by the cancel is free, none leaked
         assert a.get("/v1/jobs").json()["count"] == 3
@@ -264,13 +265,13 @@ def test_racing_twins_of_one_key_release_their_reservations(api, redis_conn):
     answers = asyncio.run(race())
     assert {r.status_code for r in answers} == {202}
     assert len({r.json()["id"] for r in answers}) == 1
-    assert redis_conn.zcard("peng4nn:quota:" + _owner(A) + ":reserved") == 0
+    assert redis_conn.zcard(reservations_key(_owner(A))) == 0
     with server.client(A) as a:
         assert [a.post("/v1/jobs", json=tiny_job()).status_code for _ in range(4)] == [202, 202, 202, 429]
 
 
 def _owner(token: str) -> str:
-    from service.access import owner_id
+    from peng4nn_service.access import owner_id
 
     return owner_id(token)
 
@@ -375,7 +376,7 @@ def test_a_foreign_function_on_the_queue_is_refused_and_never_runs(api, worker_f
         Queue("peng4nn", connection=conn).enqueue("os.system", f"touch {markers[0]}"),  # RQ's default: pickle
         Queue("peng4nn", connection=conn, serializer=JSONSerializer).enqueue("os.system", f"touch {markers[1]}"),
         Queue("peng4nn", connection=conn, serializer=JSONSerializer).enqueue(
-            "worker.tasks.run_job", "no-such-job", on_success=Callback("os.system")),
+            "peng4nn_worker.tasks.run_job", "no-such-job", on_success=Callback("os.system")),
     ]
     server = api()
     worker = worker_factory()

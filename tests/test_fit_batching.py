@@ -1,25 +1,24 @@
-"""Observation posts fitted together (service.fit_batching) decide exactly as policies fitting alone."""
+"""Observation posts fitted together (peng4nn_service.fit_batching) decide exactly as policies fitting alone."""
 
 from __future__ import annotations
 
 import asyncio
-import sys
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from peng4nn.curve import fit_many
 from peng4nn.policies import make_policy
-from service.curve_schemas import ObservationPoint
-from service.fit_batching import FitBatcher, prefitted
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from bench_replay import synthetic_curves  # noqa: E402
+from peng4nn_service.curve_schemas import ObservationPoint
+from peng4nn.synthetic_curves import POPULATIONS, generate_population
+from peng4nn_service.fit_batching import FitBatcher, prefitted
 
 
 def curves(n: int):
-    return [list(zip(epochs, acc)) for _, epochs, acc, _, _ in synthetic_curves(n, seed=5)]
+    """``n`` synthetic 40-point curves of the mixed population (learners, never-learners, bloomers, noisy)."""
+    return [list(zip(c.epochs, c.val_acc)) for c in generate_population(replace(POPULATIONS["mixed"], n_models=n),
+                                                                         seed=5)]
 
 
 def test_concurrent_posts_are_fitted_in_batches_with_the_same_decisions():

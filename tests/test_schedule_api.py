@@ -17,7 +17,6 @@ from peng4nn.client import Client, ValidationError
 from peng4nn.integrations import open_curve
 from peng4nn.network_info import NetworkInfo
 from peng4nn.schedule import LRSchedule
-from service.curve_sessions import CurveSettings
 from tests.conftest import tiny_job
 
 pytestmark = pytest.mark.timeout(60)
@@ -35,8 +34,7 @@ def _finished(redis_conn, search: str) -> list[dict]:
 
 @pytest.mark.parametrize("cache_size", [4096, 0], ids=["cached", "rebuilt-every-post"])
 def test_schedule_and_network_reach_the_policy(api, redis_conn, cache_size):
-    server = api()
-    server.app.state.curve_settings = CurveSettings(cache_size=cache_size)
+    server = api(curve_cache_size=cache_size)
     with server.client() as http:
         opened = http.post("/v1/curves", json={"search": "s1", "estimator": {"e_max": 4}, "schedule": STEP,
                                                "network": NETWORK})
@@ -56,8 +54,7 @@ def test_schedule_and_network_reach_the_policy(api, redis_conn, cache_size):
 
 @pytest.mark.parametrize("cache_size", [4096, 0], ids=["cached", "rebuilt-every-post"])
 def test_a_points_rate_is_stored_shown_and_observed(api, redis_conn, cache_size):
-    server = api()
-    server.app.state.curve_settings = CurveSettings(cache_size=cache_size)
+    server = api(curve_cache_size=cache_size)
     rates = [0.1, 0.1, 0.01, 0.01]
     with server.client() as http:
         curve = http.post("/v1/curves", json={"search": "s2", "estimator": {"e_max": 4}}).json()["id"]

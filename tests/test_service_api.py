@@ -11,7 +11,7 @@ import pytest
 from rq import Queue
 
 from tests.conftest import ROOT, TINY_CNN, tiny_job
-from worker.embedded import free_port
+from peng4nn_store.embedded import free_port
 
 
 def test_submit_answers_202_with_id_links_and_cost(api, redis_conn):
@@ -181,9 +181,8 @@ def test_redis_down_is_503_not_404(api):
             assert resp.json()["code"] == "redis_unavailable"
 
 
-@pytest.mark.parametrize("fanout", ["direct", "hub"])
-def test_stream_of_an_ended_job_replays_in_order_and_resumes(api, fanout):
-    server = api(sse_fanout=fanout)
+def test_stream_of_an_ended_job_replays_in_order_and_resumes(api):
+    server = api()
     with server.client() as http:
         job_id = http.post("/v1/jobs", json=tiny_job()).json()["id"]
         http.delete(f"/v1/jobs/{job_id}")
@@ -197,9 +196,8 @@ def test_stream_of_an_ended_job_replays_in_order_and_resumes(api, fanout):
         assert done.status_code == 204  # SSE clients stop reconnecting
 
 
-@pytest.mark.parametrize("fanout", ["direct", "hub"])
-def test_live_stream_keeps_alive_and_delivers_later_events(api, fanout):
-    server = api(sse_keepalive_s=0.2, sse_fanout=fanout)
+def test_live_stream_keeps_alive_and_delivers_later_events(api):
+    server = api(sse_keepalive_s=0.2)
     with server.client() as http, server.client() as other:
         job_id = http.post("/v1/jobs", json=tiny_job()).json()["id"]
         with http.stream("GET", f"/v1/jobs/{job_id}/events") as resp:
@@ -233,8 +231,8 @@ def test_health_metrics_and_datasets(api):
 
 
 def test_the_api_never_imports_torch():
-    code = ("import sys; from service.app import create_app; create_app(); "
-            "import worker.tasks, worker.maintenance; print('torch' in sys.modules)")
+    code = ("import sys; from peng4nn_service.app import create_app; create_app(); "
+            "import peng4nn_worker.tasks, peng4nn_store.maintenance; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

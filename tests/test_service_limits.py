@@ -15,7 +15,7 @@ from redis.retry import Retry
 from redis.exceptions import AuthenticationError, ResponseError
 
 from tests.conftest import TINY_CNN, make_settings, tiny_job
-from worker.embedded import EmbeddedRedis, free_port
+from peng4nn_store.embedded import EmbeddedRedis, free_port
 
 JSON = {"content-type": "application/json"}
 
@@ -169,8 +169,8 @@ def test_serve_on_a_public_interface_needs_tokens(capsys, monkeypatch):
 
 @pytest.mark.timeout(60)
 def test_retention_deletes_the_oldest_ended_jobs(api, redis_conn, redis_url):
-    from worker.maintenance import trim_ended_jobs
-    from worker.trusted import make_queue
+    from peng4nn_store.maintenance import trim_ended_jobs
+    from peng4nn_store.queue import make_queue
 
     queue = make_queue("peng4nn", Redis.from_url(redis_url))
     with api().client() as http:
@@ -190,7 +190,7 @@ def test_retention_deletes_the_oldest_ended_jobs(api, redis_conn, redis_url):
 def test_the_policy_cache_is_bounded_by_points_not_only_entries():
     """A kept policy costs ~350 B per point: 4,096 long sessions would be 1.4 GB, so points are capped too."""
     from peng4nn.policies import make_policy
-    from service.curve_sessions import PolicyCache, _Entry
+    from peng4nn_service.curve_sessions import PolicyCache, _Entry
 
     cache = PolicyCache(size=10, max_points=100)
     for i in range(3):

@@ -10,7 +10,7 @@ from redis import Redis
 
 from tests.conftest import tiny_job, wait_for
 from tests.test_service_api import _read_sse
-from worker.events import JobStore
+from peng4nn_store.job_store import JobStore
 
 
 def _status(http, job_id):

@@ -5,7 +5,7 @@ stop?) are retried with exponential backoff while Redis is unreachable, for at m
 (``PENG4NN_WORKER_REDIS_RETRY_S``) per outage. Training goes on meanwhile only between
 iterations: the job waits at its next write. If the outage outlasts the job's lease, the API's
 maintenance pass has re-queued or failed the job by the time Redis answers again; the job's
-next compare-and-set write is then refused and it stops (`worker.tasks`), so nothing is
+next compare-and-set write is then refused and it stops (`peng4nn_worker.tasks`), so nothing is
 written twice and the lease rule decides the outcome.
 """
 

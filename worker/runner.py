@@ -6,16 +6,15 @@ heartbeat thread that renews the job's lease every ``lease_s / 3`` seconds.
 When the process dies, the lease runs out after ``lease_s`` and the next
 maintenance pass (any worker's or the API's) fails or re-queues the job.
 
-A Redis outage does not end the process: the job rides it out (`worker.outage`), RQ's
+A Redis outage does not end the process: the job rides it out (`peng4nn_worker.outage`), RQ's
 bookkeeping after a job that fails on a lost connection is left to the lease rule, and when
 RQ's own loop gives up on Redis, `run_worker` waits for Redis and starts the loop again.
-Workers run only the product's own task (`worker.trusted`).
+Workers run only the product's own task (`peng4nn_store.queue`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 
@@ -23,17 +22,15 @@ from redis import Redis
 from rq import SimpleWorker
 from rq.worker import WorkerStatus
 
-from service.config import Settings
-from worker import tasks
-from worker.liveness import worker_ttl_s
-from worker.maintenance import prune_indexes
-from worker.outage import OUTAGE_ERRORS, wait_for_redis
-from worker.trusted import SERIALIZER, TrustedJob, make_queue
+from peng4nn.devices import check_device
+from peng4nn_store.settings import Settings
+from peng4nn_worker import tasks
+from peng4nn_store.liveness import worker_ttl_s
+from peng4nn_store.maintenance import prune_indexes
+from peng4nn_worker.outage import OUTAGE_ERRORS, wait_for_redis
+from peng4nn_store.queue import SERIALIZER, TrustedJob, make_queue
 
 log = logging.getLogger("peng4nn.worker")
-
-DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
-"""Accepted ``--device`` values."""
 
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0
@@ -102,8 +99,7 @@ def make_worker(settings: Settings, *, name: str | None = None, connection: Redi
 def run_worker(settings: Settings, *, device: str | None = None, burst: bool = False, name: str | None = None,
                preload: bool = True) -> int:
     """Serve jobs until stopped (or until the queue is empty with ``burst``); returns an exit code."""
-    if device is not None and not DEVICE_PATTERN.match(device):
-        raise ValueError(f"--device must be cpu, cuda, cuda:N or mps; got {device!r}")
+    check_device(device)
     tasks.configure(device)
     worker = make_worker(settings, name=name)
     worker.connection.ping()  # fail fast (before importing torch) when Redis is unreachable

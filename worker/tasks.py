@@ -19,10 +19,12 @@ from rq.job import Job
 from peng4nn.datasets import dataset_info
 from peng4nn.jobs import EVENT_ITERATION, JobCreate, JobStatus
 from peng4nn.policies import StoppingPolicy, make_policy
-from service.config import get_settings
-from worker import searches
-from worker.events import JobStore, clean_json, dumps, now, record_key
-from worker.outage import RedisRetry
+from peng4nn_store.settings import get_settings
+from peng4nn_store import searches
+from peng4nn_store.job_store import JobStore
+from peng4nn_store.keys import networks_key, record_key
+from peng4nn_store.encoding import clean_json, dumps, now, text
+from peng4nn_worker.outage import RedisRetry
 
 log = logging.getLogger("peng4nn.worker")
 
@@ -88,7 +90,7 @@ def run_job(job_id: str) -> dict[str, Any]:
 
     try:
         result = _train(job_id, JobCreate.model_validate_json(record["request"]), store, settings,
-                        _text(record.get("owner")) or "", retry)
+                        text(record.get("owner")) or "", retry)
     except Exception as exc:
         # A job that raised is final: RQ's retries are kept for lost workers only.
         rq_job.retries_left = 0
@@ -119,7 +121,7 @@ def _train(job_id: str, request: JobCreate, store: JobStore, settings, owner: st
 
     def should_stop() -> bool:
         status, cancel = retry(store.redis.hmget, key, "status", "cancel_requested")
-        return _shutdown.is_set() or _text(status) != JobStatus.RUNNING.value or _text(cancel) == "1"
+        return _shutdown.is_set() or text(status) != JobStatus.RUNNING.value or text(cancel) == "1"
 
     try:
         return train_and_estimate(spec, request.dataset, policy=policy, device=_device, shadow=request.shadow,
@@ -138,7 +140,7 @@ def _policy(request: JobCreate, num_classes: int, redis, search: str | None,
         return make_policy(request.policy, estimator=request.estimator, num_classes=num_classes,
                            **request.policy_params)
     population = _populations.get(search, request.policy, request.estimator, num_classes,
-                                  request.policy_params, stored=retry(redis.llen, searches.networks_key(search)))
+                                  request.policy_params, stored=retry(redis.llen, networks_key(search)))
     pull = searches.source(redis, search)
     population.source = lambda n: retry(pull, n)  # pulled before every decision
     return population()
@@ -216,7 +218,3 @@ def _describe(exc: BaseException, job: Job) -> str:
     if isinstance(exc, JobTimeoutException):
         return f"timed out after {job.timeout} s (PENG4NN_JOB_TIMEOUT_S)"
     return f"{type(exc).__name__}: {exc}"
-
-
-def _text(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes) else value

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PENG4NN_REDIS_URL")}
     print(f"peng4nn demo: starting the service on {url} with {args.workers} worker(s)...", file=sys.stderr, flush=True)
     service = subprocess.Popen(
-        [sys.executable, "-m", "peng4nn", "serve", "--port", str(port), "--workers", str(args.workers)],
+        [sys.executable, "-P", "-m", "peng4nn", "serve", "--port", str(port), "--workers", str(args.workers)],
         env=env, start_new_session=True,
     )
     try:

@@ -10,11 +10,11 @@ from pydantic import BaseModel, Field
 
 from peng4nn import __version__
 from peng4nn.jobs import JobStatus
-from service.deps import QueueDep, RedisDep, SettingsDep
-from service.errors import ErrorPublic
-from service.responses import model_response
-from worker.events import ALL_OWNERS, STATS_KEY, index_key
-from worker.liveness import live_workers
+from peng4nn_service.deps import QueueDep, RedisDep, SettingsDep
+from peng4nn_service.errors import ErrorPublic
+from peng4nn_service.responses import model_response
+from peng4nn_store.keys import ALL_OWNERS, STATS_KEY, index_key
+from peng4nn_store.liveness import live_workers
 
 router = APIRouter(tags=["health"])
 

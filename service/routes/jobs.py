@@ -8,7 +8,6 @@ stream would not scale to hundreds of streams. No handler mixes the two.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
@@ -28,8 +27,8 @@ from peng4nn.jobs import (
     ResultEventData,
     TERMINAL_STATUSES,
 )
-from service import idempotency, jobs
-from service.deps import (
+from peng4nn_service import idempotency, jobs
+from peng4nn_service.deps import (
     ActiveJobsDep,
     AsyncRedisDep,
     OwnerDep,
@@ -37,15 +36,14 @@ from service.deps import (
     RedisDep,
     SettingsDep,
     StoreDep,
-    StreamHubDep,
     StreamRedisDep,
     StreamSlotsDep,
     v1_router,
 )
-from service.responses import model_response
-from service.errors import InvalidInput, JobNotFound, StreamEnded, error_responses
-from service.streams import HubClosed
-from worker.events import record_key, stream_key
+from peng4nn_service.responses import model_response
+from peng4nn_service.errors import InvalidInput, StreamEnded, error_responses
+from peng4nn_service.streams import StreamReader
+from peng4nn_store.keys import record_key, stream_key
 
 router = v1_router("/jobs", "jobs")
 
@@ -130,9 +128,7 @@ async def _stream_start(
     if last_event_id is not None and max(_id_tuple(last_event_id)) > MAX_ID_PART:
         msg = f"each part of an event id is at most {MAX_ID_PART}; got {last_event_id!r}"
         raise InvalidInput(f"header.Last-Event-ID: {msg}", errors=[{"loc": ["header", "Last-Event-ID"], "msg": msg}])
-    record = await redis.hgetall(record_key(job_id)) if re.fullmatch(r"[0-9A-Za-z]{1,64}", job_id) else None
-    if not record or record.get("owner") != owner:
-        raise JobNotFound(job_id)
+    record = jobs.owned(job_id, owner, await redis.hgetall(record_key(job_id)) if jobs.valid_job_id(job_id) else None)
     cursor = last_event_id or "0-0"
     ended = record["status"] in {s.value for s in TERMINAL_STATUSES}
     if ended and _id_tuple(cursor) >= _id_tuple(record.get("last_event_id", "0-0")):
@@ -149,11 +145,11 @@ async def _stream_start(
     204: {"description": "The job has ended and the client has every event: stop reconnecting."},
     **error_responses(404, 429, 503)})
 async def stream_job_events(job_id: str, cursor: Annotated[str, Depends(_stream_start)], owner: OwnerDep,
-                            hub: StreamHubDep, redis: StreamRedisDep, slots: StreamSlotsDep,
+                            redis: StreamRedisDep, slots: StreamSlotsDep,
                             settings: SettingsDep) -> EventSourceResponse:
     """Server-sent events: ``status``, ``iteration``, final ``result``; resume with ``Last-Event-ID``."""
     release = slots.acquire(owner)  # 429 / 503 before the stream opens
-    return HeldEventStream(_events(stream_key(job_id), cursor, hub, redis, settings.sse_keepalive_s), release,
+    return HeldEventStream(_events(stream_key(job_id), cursor, redis, settings.sse_keepalive_s), release,
                            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -171,17 +167,16 @@ class HeldEventStream(EventSourceResponse):
             self._release()
 
 
-async def _events(key: str, cursor: str, hub, redis, keepalive_s: float) -> AsyncIterator[bytes]:
+async def _events(key: str, cursor: str, redis, keepalive_s: float) -> AsyncIterator[bytes]:
     """The stream's bytes: entries after ``cursor`` as SSE events (id = stream id), keep-alives when idle.
 
     Formatted with ``fastapi.sse.format_sse_event`` straight to bytes: no model object and no
     producer/keep-alive tasks per event, which is where a streaming generator route spends its time.
+    A Redis failure ends the stream; the client resumes with ``Last-Event-ID``.
     """
-    try:
-        sub, entries = await hub.subscribe(key, cursor)
-    except RedisError:
-        return  # Redis went away: end the stream; the client resumes with Last-Event-ID
+    reader = StreamReader(redis, key, cursor)
     last = _id_tuple(cursor)
+    entries: list | None = []
     try:
         while True:
             if entries is None:  # idle for a whole keep-alive period
@@ -195,11 +190,9 @@ async def _events(key: str, cursor: str, hub, redis, keepalive_s: float) -> Asyn
                 yield format_sse_event(data_str=fields["data"], event=fields["type"], id=event_id)
                 if fields["type"] == EVENT_RESULT:
                     return
-            entries = await sub.get(keepalive_s)
-    except (HubClosed, RedisError):
+            entries = await reader.get(keepalive_s)
+    except RedisError:
         return
-    finally:
-        hub.unsubscribe(sub)
 
 
 def _id_tuple(event_id: str) -> tuple[int, int]:

@@ -4,7 +4,7 @@ RQ's worker registry is cleaned only by live workers' maintenance, so a worker k
 off from Redis) stays listed, and counted by ``Worker.count``, for minutes. Health and metrics
 count a worker only while its ``last_heartbeat`` is at most `worker_ttl_s` old: an idle worker
 beats every ``worker_ttl - 15`` s (at least every second) while it waits for jobs, a busy one
-every ``lease / 3`` s (`worker.runner.LeasedWorker`).
+every ``lease / 3`` s (`peng4nn_worker.runner.LeasedWorker`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ or SIGTERM stops the API (open streams get a few seconds), asks each worker to
 stop (its running job stops at the next iteration boundary and is re-queued),
 kills workers that do not stop within the grace period, and stops Redis last.
 
-While it runs, `worker.supervisor.Supervisor` restarts a worker that dies (up to a
+While it runs, `peng4nn_service.supervisor.Supervisor` restarts a worker that dies (up to a
 crash-loop limit) and, if the embedded Redis dies, stops the service and exits
 with code 1: a service whose store is gone must not keep answering.
 """
@@ -21,6 +21,7 @@ import subprocess
 import sys
 
 from peng4nn.cli import CliError
+from peng4nn.devices import check_device
 
 GRACEFUL_SHUTDOWN_S = 3
 """How long open requests and event streams get when the API stops (uvicorn then cancels them)."""
@@ -54,17 +55,16 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--workers cannot be negative; got {args.workers}")
     if args.api_workers < 1:
         raise CliError(f"--api-workers must be at least 1; got {args.api_workers}")
-    if args.device is not None:
-        from worker.runner import DEVICE_PATTERN
-
-        if not DEVICE_PATTERN.match(args.device):
-            raise CliError(f"--device must be cpu, cuda, cuda:N or mps; got {args.device!r}")
+    try:
+        check_device(args.device)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     _check_port_free(args.host, args.port)
     settings = _settings(args.host)
     import uvicorn
 
-    from worker.embedded import EmbeddedRedis, EmbeddedRedisError
-    from worker.supervisor import Supervisor
+    from peng4nn_store.embedded import EmbeddedRedis, EmbeddedRedisError
+    from peng4nn_service.supervisor import Supervisor
 
     redis_url = args.redis_url or os.environ.get("REDIS_URL") or os.environ.get("PENG4NN_REDIS_URL")
     embedded = None
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"peng4nn: API on http://{args.host}:{args.port} ({args.api_workers} process(es)), "
               f"{args.workers} worker(s), {where}; Ctrl-C stops", file=sys.stderr, flush=True)
         try:
-            uvicorn.run("service.app:create_app", factory=True, host=args.host, port=args.port,
+            uvicorn.run("peng4nn_service.app:create_app", factory=True, host=args.host, port=args.port,
                         workers=args.api_workers, log_level=args.log_level,
                         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
         except KeyboardInterrupt:
@@ -112,7 +112,7 @@ def _settings(host: str):
     """The service settings from the environment; a non-loopback ``--host`` requires tokens unless opted out."""
     from pydantic import ValidationError
 
-    from service.config import Settings
+    from peng4nn_store.settings import Settings
 
     required = host not in LOOPBACK and "PENG4NN_REQUIRE_TOKENS" not in os.environ
     try:
@@ -155,15 +155,16 @@ def _check_redis(url: str) -> None:
 
 
 def _start_worker(index: int, generation: int, device: str | None, count: int) -> subprocess.Popen:
-    from worker.embedded import _die_with_parent
+    from peng4nn_store.embedded import die_with_parent
 
     # A fresh name per restart: RQ refuses a name whose previous holder never registered its death.
     name = f"local-{os.getpid()}-{index}" + (f"-r{generation}" if generation else "")
-    cmd = [sys.executable, "-m", "worker", "--name", name]
+    # -P: the current directory is not put on sys.path, so a worker.py or peng4nn/ there cannot replace ours.
+    cmd = [sys.executable, "-P", "-m", "peng4nn_worker", "--name", name]
     if device:
         cmd += ["--device", device]
     env = dict(os.environ)
     # CPU workers share the cores instead of each starting one thread per core.
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, count))))
     # Own session: Ctrl-C reaches only this process, which then stops the workers in order.
-    return subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+    return subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=die_with_parent)

@@ -22,7 +22,8 @@ from rq.timeouts import TimerDeathPenalty
 from rq.worker_registration import clean_worker_registry
 
 from peng4nn.jobs import TERMINAL_STATUSES, JobStatus
-from worker.events import ALL_OWNERS, index_key, now, record_key, stream_key
+from peng4nn_store.encoding import now, text
+from peng4nn_store.keys import ALL_OWNERS, index_key, record_key, stream_key
 
 log = logging.getLogger("peng4nn.maintenance")
 
@@ -65,7 +66,7 @@ def trim_ended_jobs(queue: Queue, keep: int) -> int:
     with redis.pipeline(transaction=False) as pipe:
         for index in ended:
             pipe.zrange(index, 0, excess - 1, withscores=True)
-        oldest = sorted(((score, _text(job_id), index) for index, rows in zip(ended, pipe.execute())
+        oldest = sorted(((score, text(job_id), index) for index, rows in zip(ended, pipe.execute())
                          for job_id, score in rows))[:excess]
     with redis.pipeline(transaction=False) as pipe:
         for _, job_id, _ in oldest:
@@ -78,7 +79,7 @@ def trim_ended_jobs(queue: Queue, keep: int) -> int:
             pipe.delete(record_key(job_id), stream_key(job_id))
             pipe.zrem(index, job_id)
             if owner is not None:
-                owner, status = _text(owner), _text(status)
+                owner, status = text(owner), text(status)
                 pipe.zrem(index_key(owner), job_id)
                 pipe.zrem(index_key(owner, status), job_id)
             if rq_job is not None:
@@ -86,10 +87,6 @@ def trim_ended_jobs(queue: Queue, keep: int) -> int:
         pipe.execute()
     log.info("retention: deleted the %d oldest ended jobs (PENG4NN_RETAIN_ENDED_JOBS=%d)", len(oldest), keep)
     return len(oldest)
-
-
-def _text(value):
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def prune_indexes(redis: Redis, job_ttl_s: int) -> int:
@@ -103,7 +100,7 @@ def prune_indexes(redis: Redis, job_ttl_s: int) -> int:
             continue
         with redis.pipeline(transaction=False) as pipe:
             for job_id in old:
-                pipe.exists(record_key(job_id.decode() if isinstance(job_id, bytes) else job_id))
+                pipe.exists(record_key(text(job_id)))
             alive = pipe.execute()
         dead = [job_id for job_id, exists in zip(old, alive) if not exists]
         if dead:

