@@ -93,18 +93,23 @@ class Reason(str, Enum):
 
 @dataclass(frozen=True)
 class Decision:
-    """What the engine says after one validation point."""
+    """What the engine says after one validation point.
 
-    epoch: float
-    prediction: float | None
-    a: float | None
-    b: float | None
-    c: float | None
-    converged: bool
-    stop: bool
-    estimate: float | None
-    reason: Reason
-    interval: tuple[float, float] | None = None
+    The one declaration of a decision: the API's and the SDK's wire models are derived from these
+    fields and their descriptions (`peng4nn.jobs.DecisionPublic`, `IterationPublic`)."""
+
+    epoch: float = field(metadata={"description": "Epochs trained when the decision was made."})
+    prediction: float | None = field(metadata={"description": "Asymptote a of the latest fit, when a fit was made."})
+    a: float | None = field(metadata={"description": "Fitted a of f(x) = a - b^(c - x) (the predicted final accuracy)."})
+    b: float | None = field(metadata={"description": "Fitted b."})
+    c: float | None = field(metadata={"description": "Fitted c."})
+    converged: bool = field(metadata={"description": "The prediction is stable (Algorithm 2)."})
+    stop: bool = field(metadata={"description": "Training should stop now; stays true once given."})
+    estimate: float | None = field(
+        metadata={"description": "Predicted final accuracy (percent) when stop is true (at e_max: the best seen)."})
+    reason: Reason = field(metadata={"description": "Why the decision says what it says."})
+    interval: tuple[float, float] | None = field(
+        default=None, metadata={"description": "[lo, hi] of the estimate, when the policy gives one (adaptive)."})
 
     def to_dict(self) -> dict:
         # A flat copy (every field but `interval` is a scalar): `asdict`'s deep copy was ~4% of an observe post.
@@ -112,6 +117,14 @@ class Decision:
         d["reason"] = self.reason.value
         d["interval"] = list(self.interval) if self.interval is not None else None
         return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Decision":
+        """The inverse of `to_dict` (a decision read back from the API or Redis)."""
+        values = {name: data.get(name) for name in _DECISION_FIELDS}
+        values["reason"] = Reason(values["reason"])
+        values["interval"] = tuple(values["interval"]) if values["interval"] is not None else None
+        return cls(**values)
 
 
 _DECISION_FIELDS = tuple(f.name for f in fields(Decision))

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import httpx
 
-from peng4nn.analyzer import Decision, Reason
+from peng4nn.analyzer import Decision
 from peng4nn.backoff import Attempts, Backoff, parse_retry_after
 from peng4nn.jobs import (
     EVENT_RESULT,
@@ -523,13 +523,6 @@ def _points_body(points: Iterable[dict | tuple]) -> dict[str, Any]:
     return {"points": [_point(**p) if isinstance(p, dict) else _point(*p) for p in points]}
 
 
-def _decision(data: dict[str, Any]) -> Decision:
-    interval = data.get("interval")
-    return Decision(epoch=data["epoch"], prediction=data["prediction"], a=data["a"], b=data["b"], c=data["c"],
-                    converged=data["converged"], stop=data["stop"], estimate=data["estimate"],
-                    reason=Reason(data["reason"]), interval=tuple(interval) if interval is not None else None)
-
-
 class CurveSession:
     """One network's curve on the service: post points, get the engine's `Decision` after each."""
 
@@ -548,7 +541,7 @@ class CurveSession:
         """Post several points at once (all or nothing); the decision after the last."""
         data = self.client._request("POST", f"{self.url}/observations", json=_points_body(points)).json()
         self.n_points = data["n_points"]
-        return _decision(data)
+        return Decision.from_dict(data)
 
     def get(self) -> dict[str, Any]:
         """Every point with its decision, the latest and the first stopping decision."""
@@ -574,7 +567,7 @@ class AsyncCurveSession:
         response = await self.client._request("POST", f"{self.url}/observations", json=_points_body(points))
         data = response.json()
         self.n_points = data["n_points"]
-        return _decision(data)
+        return Decision.from_dict(data)
 
     async def get(self) -> dict[str, Any]:
         return (await self.client._request("GET", self.url)).json()

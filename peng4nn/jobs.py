@@ -3,19 +3,24 @@
 Pure pydantic (no fastapi, redis or torch) so that ``peng4nn.client`` returns the
 same typed objects the service validates and serves. The request reuses the
 library's own models as they are: ``ArchSpec`` for the network and
-``EstimatorSettings`` for the estimator overrides.
+``EstimatorSettings`` for the estimator overrides. What the engine answers is not
+declared again here: `DecisionPublic`, `IterationPublic` and `ResultPublic` are derived
+from the engine's `Decision`, `IterationEvent` and `TrainResult` (`wire_model`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator
 
-from peng4nn.analyzer import EstimatorSettings
+from peng4nn.analyzer import Decision, EstimatorSettings
 from peng4nn.policies import default_policy, require_search
+from peng4nn.results import IterationEvent, TrainResult
 from peng4nn.spec import ArchSpec
 
 
@@ -114,50 +119,38 @@ class JobsAccepted(BaseModel):
     count: int
 
 
-class IterationPublic(BaseModel):
-    """One training iteration (E epochs) and the engine's decision after it."""
+def wire_model(name: str, doc: str, *sources: type, lenient: bool = False, **config: Any) -> type[BaseModel]:
+    """A pydantic model with the fields of the dataclasses ``sources`` (in order; a field whose metadata says
+    ``wire: False``, or that holds another source, is left out), their types and descriptions.
 
-    model_config = ConfigDict(extra="allow")
+    ``lenient``: every field may be missing (a partial event from an older worker still reads)."""
+    definitions: dict[str, Any] = {}
+    for source in sources:
+        hints = typing.get_type_hints(source)
+        for f in dataclasses.fields(source):
+            if f.metadata.get("wire", True) is False or hints[f.name] in sources or f.name in definitions:
+                continue
+            annotation = hints[f.name]
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif lenient:
+                default = False if annotation is bool else None
+                annotation = annotation if annotation is bool else annotation | None
+            else:
+                default = ...
+            definitions[f.name] = (annotation, Field(default, description=f.metadata.get("description")))
+    return create_model(name, __doc__=doc, __config__=ConfigDict(**config) if config else None, **definitions)
 
-    iteration: int
-    epoch: float
-    train_loss: float | None = None
-    val_acc: float | None = None
-    val_loss: float | None = None
-    elapsed_s: float | None = None
-    prediction: float | None = None
-    a: float | None = None
-    b: float | None = None
-    c: float | None = None
-    converged: bool = False
-    stop: bool = False
-    estimate: float | None = None
-    reason: str | None = None
-    interval: list[float] | None = None
 
+DecisionPublic = wire_model("DecisionPublic", "The engine's answer after a point (the library's `Decision`).",
+                            Decision)
 
-class ResultPublic(BaseModel):
-    """What training ended with."""
+IterationPublic = wire_model(
+    "IterationPublic", "One training iteration (E epochs) and the engine's decision after it.",
+    IterationEvent, Decision, lenient=True, extra="allow")
 
-    model_config = ConfigDict(extra="allow")
-
-    estimate: float | None = Field(None, description="Predicted final accuracy (percent) when the engine converged.")
-    converged: bool = False
-    stop_epoch: float | None = None
-    epochs_trained: float | None = None
-    reason: str | None = None
-    shadow_stop_epoch: float | None = None
-    shadow_estimate: float | None = None
-    shadow_converged: bool | None = Field(None, description="Shadow mode: whether the engine converged before e_max.")
-    shadow_reason: str | None = None
-    best_val_acc: float | None = None
-    final_val_acc: float | None = Field(None, description="Validation accuracy at the last trained epoch.")
-    interval: list[float] | None = Field(
-        None, description="[lo, hi] of the estimate, when the policy gives one (adaptive)."
-    )
-    shadow_interval: list[float] | None = Field(
-        None, description="Shadow mode: [lo, hi] of the estimate the engine would have stopped with."
-    )
+ResultPublic = wire_model("ResultPublic", "What training ended with (the trainer's `TrainResult`).", TrainResult,
+                          lenient=True, extra="allow")
 
 
 class StatusEventData(BaseModel):

@@ -1,8 +1,8 @@
 """Wire models of observe mode: curve sessions the caller trains itself and reports point by point.
 
 Pure pydantic. The request reuses the library's `EstimatorSettings` as it is, and a
-decision is the library's `Decision` field for field, so what the API answers is what
-`StoppingPolicy.observe()` returned.
+decision is `peng4nn.jobs.DecisionPublic`, derived from the library's `Decision`, so what the
+API answers is what `StoppingPolicy.observe()` returned.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from peng4nn.analyzer import Decision, EstimatorSettings, Reason
+from peng4nn.analyzer import EstimatorSettings
+from peng4nn.jobs import DecisionPublic
 from peng4nn.network_info import NetworkInfo
 from peng4nn.policies import default_policy, require_search
 from peng4nn.schedule import LRSchedule
@@ -103,25 +104,6 @@ class ObservationsCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     points: list[ObservationPoint] = Field(min_length=1, max_length=MAX_POINTS_PER_POST)
-
-
-class DecisionPublic(BaseModel):
-    """The engine's answer after a point (the library's `Decision`)."""
-
-    epoch: float
-    prediction: float | None = Field(description="Asymptote a of the latest fit, when a fit was made.")
-    a: float | None
-    b: float | None
-    c: float | None
-    converged: bool = Field(description="The prediction is stable (Algorithm 2).")
-    stop: bool = Field(description="Training should stop now; stays true once given.")
-    estimate: float | None = Field(description="Predicted final accuracy (percent) when stop is true.")
-    reason: Reason
-    interval: list[float] | None = None
-
-    @classmethod
-    def of(cls, decision: Decision) -> "DecisionPublic":
-        return cls.model_validate(decision.to_dict())
 
 
 class ObservationResult(DecisionPublic):

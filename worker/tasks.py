@@ -159,7 +159,6 @@ def _finish_in_search(policy: StoppingPolicy, search_id: str, redis, ttl_s: floa
 def _finish(job_id: str, result, store: JobStore, rq_job: Job, retry: RedisRetry) -> dict[str, Any]:
     data = result.to_dict()
     data.pop("events", None)
-    data["final_val_acc"] = result.events[-1].val_acc if result.events else None
     running = [JobStatus.RUNNING]
     if result.reason == REASON_CANCELLED:
         if retry(store.cancel_requested, job_id) or not _shutdown.is_set():
