@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Literal
@@ -198,6 +200,18 @@ class StoppingPolicy(ABC):
         #: What the NAS knows about this network (peng4nn.network_info.NetworkInfo), when given.
         self.network = None
 
+    def accepts_known_fits(self, n_points: int) -> bool:
+        """Whether a fit of its first ``n_points`` points made elsewhere (a batch of several curves, a
+        curve's prefixes fitted at once) would stand in for its own: see `known_fits`. The base: never."""
+        return False
+
+    @contextmanager
+    def known_fits(self, fits) -> Iterator[None]:
+        """Within the block, decisions use ``fits.lookup(epochs, accuracies)`` (an exact fit of exactly
+        those points, or None) before fitting themselves; the decisions are the same, only cheaper.
+        A policy that does not fit curves ignores it."""
+        yield
+
     @property
     def E(self) -> float:
         return self._E
@@ -268,6 +282,21 @@ class PredictionAnalyzer(StoppingPolicy):
         if fit_cache is not None and fit_cache.backend != backend:
             raise ValueError(f"fit_cache was built with backend {fit_cache.backend!r}, the analyzer uses {backend!r}")
         self.fit_cache = fit_cache
+
+    def accepts_known_fits(self, n_points: int) -> bool:
+        return self.backend == "fast" and self.fit_cache is None and n_points >= self.settings.c_min
+
+    @contextmanager
+    def known_fits(self, fits) -> Iterator[None]:
+        if fits.backend != self.backend or self.fit_cache is not None:  # not ours to use, or one is in place
+            yield
+            return
+        self.fit_cache = fits
+        try:
+            yield
+        finally:
+            if self.fit_cache is fits:
+                self.fit_cache = None
 
     def _check_losses(self, val_loss: float | None, train_loss: float | None) -> None:
         if self.settings.loss_check and (val_loss is None or not math.isfinite(val_loss)):

@@ -1,8 +1,11 @@
 """Stopping policies behind one decision interface: PEng4NN's rule and the baselines it is judged against.
 
 Every policy is a `StoppingPolicy` (see analyzer.py): `observe(epoch, val_acc, val_loss,
-train_loss) -> Decision`. Names on the command line and in the API are the keys of
-`POLICIES`; `make_policy` builds one with validated parameters.
+train_loss) -> Decision`. This module is the one registry of them: `POLICIES` (one network at a
+time), `SEARCH_POLICIES` (learning across a search) and `PEERS` (Optuna's pruners, run as
+policies so replay judges them on the same curves). `make_policy` builds one network's policy,
+`make_policy_factory` a search's factory (one call per network) for any of those names; the
+CLI, replay, the report, the service, the workers and the plug-ins all build through these two.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from peng4nn.analyzer import (
     Reason,
     StoppingPolicy,
 )
+from peng4nn.curve import PrefixFitCache
 
 __all__ = [
     "DEFAULT_LONE_POLICY",
     "DEFAULT_SEARCH_POLICY",
+    "PEERS",
     "POLICIES",
     "POLICY_NAMES",
     "FixedBudgetPolicy",
@@ -214,6 +219,14 @@ POLICIES: dict[str, Callable[..., StoppingPolicy]] = {
 }
 POLICY_NAMES: tuple[str, ...] = tuple(POLICIES)
 
+#: Peer methods (optional extra ``peng4nn[optuna]``): name -> what it runs. Only factories exist for these
+#: (a pruner compares a trial with the study's others), built by `make_policy_factory` (peers.py).
+PEERS: dict[str, str] = {
+    "optuna-median": "optuna.pruners.MedianPruner (defaults: n_startup_trials=5, n_warmup_steps=0)",
+    "optuna-sha": "optuna.pruners.SuccessiveHalvingPruner (defaults: min_resource='auto', reduction_factor=4)",
+    "optuna-patient": "optuna.pruners.PatientPruner wrapping MedianPruner (default patience: 1 epoch)",
+}
+
 #: Policies that learn across the networks of one search: name -> builder of the search's factory.
 SEARCH_POLICIES: dict[str, Callable[..., Callable[..., StoppingPolicy]]] = {
     "adaptive": _adaptive_population,
@@ -279,16 +292,25 @@ def make_policy_factory(
 ) -> Callable[..., StoppingPolicy]:
     """A factory for one search: call it once per network, in arrival order, for that network's policy.
 
-    Population-aware policies (`SEARCH_POLICIES`) share what earlier networks showed through the
-    factory; the others get a fresh, independent policy per call. Bad names or parameters fail here.
+    Population-aware policies (`SEARCH_POLICIES`) and peers (`PEERS`) share what earlier networks showed
+    through the factory; the others get a fresh, independent policy per call. Bad names or parameters
+    fail here, not at the first network. Given the network's recorded curve (replay), the paper policy
+    fits all its prefixes in batches (`PrefixFitCache`): the same decisions at a fraction of the cost.
     """
-    make_policy(name, estimator=estimator, num_classes=num_classes, backend=backend, **params)  # validate now
+    if estimator is None or isinstance(estimator, dict):
+        estimator = _validated(EstimatorSettings, estimator or {}, "the estimator settings")
+    if name in PEERS:
+        from peng4nn.peers import make_peer_factory
+
+        return make_peer_factory(name, E=estimator.E, e_max=estimator.e_max, **params)
+    probe = make_policy(name, estimator=estimator, num_classes=num_classes, backend=backend, **params)  # validate now
     if name in SEARCH_POLICIES:
-        if estimator is None or isinstance(estimator, dict):
-            estimator = _validated(EstimatorSettings, estimator or {}, "the estimator settings")
         return SEARCH_POLICIES[name](estimator, num_classes, backend, params)
 
     def factory(curve: Any = None) -> StoppingPolicy:
+        if isinstance(probe, PredictionAnalyzer) and backend == "fast" and hasattr(curve, "val_acc"):
+            return PredictionAnalyzer(probe.settings, num_classes=num_classes, backend=backend,
+                                      fit_cache=PrefixFitCache(curve.epochs, curve.val_acc, backend))
         return make_policy(name, estimator=estimator, num_classes=num_classes, backend=backend, **params)
 
     return factory

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 from redis.asyncio import Redis
 
-from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings, PredictionAnalyzer
+from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings
 from peng4nn.curve import PrefixFitCache
 from peng4nn.network_info import NetworkInfo
 from peng4nn.policies import PolicyConfigError, StoppingPolicy, make_policy
@@ -374,21 +374,17 @@ class CurveSessions:
 
 @contextmanager
 def _prefix_fits(policy: StoppingPolicy, epochs: list[float], accuracies: list[float], new_points: int):
-    """While feeding several known points, let the paper policy fit them in batches.
+    """While feeding several known points, let the policy fit them in batches.
 
     The fast back-end fits many prefixes of one curve at the cost of a few fits, with the
     same parameters as one fit each (`peng4nn.curve.PrefixFitCache`): replaying a stored
     40-point curve gets ~5x cheaper. The policy still only sees the points fed so far.
     """
-    usable = isinstance(policy, PredictionAnalyzer) and policy.backend == "fast" and policy.fit_cache is None
-    if not usable or new_points < 2:
+    if new_points < 2 or not policy.accepts_known_fits(len(epochs)):
         yield
         return
-    policy.fit_cache = PrefixFitCache(epochs, accuracies, policy.backend)
-    try:
+    with policy.known_fits(PrefixFitCache(epochs, accuracies, FIT_BACKEND)):
         yield
-    finally:
-        policy.fit_cache = None
 
 
 def _with_inputs(policy: StoppingPolicy, meta: dict[str, Any]) -> StoppingPolicy:

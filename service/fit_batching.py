@@ -3,10 +3,10 @@
 Each post to an observe session makes one fit (a few dozen numpy calls on ~20 points: mostly
 per-call overhead), so fitting the curves of all posts that arrive together costs little more
 than fitting one: 16 curves ~5x less per fit. A post whose session's policy
-is in this process's cache and would fit (`PredictionAnalyzer`, fast back-end, one new point
-in order) queues its curve here; the queue is fitted in the next event-loop turn, after
+is in this process's cache and takes fits made elsewhere (`StoppingPolicy.accepts_known_fits`:
+the paper rule on the fast back-end, one new point in order) queues its curve here; the queue is fitted in the next event-loop turn, after
 every request read in the same turn has queued its own, so nothing waits on a timer.
-The policy then finds its fit through its ``fit_cache`` hook, which answers only for exactly
+The policy then finds its fit through `StoppingPolicy.known_fits`, which answers only for exactly
 the points it asks about: if anything changed meanwhile, the policy fits by itself as
 before. The decision is therefore always the policy's own, with identical parameters.
 
@@ -23,7 +23,7 @@ from typing import AsyncIterator, Sequence
 
 import numpy as np
 
-from peng4nn.analyzer import EPOCH_TOLERANCE, PredictionAnalyzer
+from peng4nn.analyzer import EPOCH_TOLERANCE, StoppingPolicy
 from peng4nn.curve import FitResult, fit_many
 
 MAX_BATCH = 64
@@ -85,7 +85,7 @@ def _fit_alone(epochs: np.ndarray, accuracies: np.ndarray, future: asyncio.Futur
 
 
 class KnownFit:
-    """A policy's ``fit_cache`` holding one fit, returned only for exactly those points."""
+    """Fits for `StoppingPolicy.known_fits`: one fit, returned only for exactly those points."""
 
     backend = "fast"
 
@@ -100,11 +100,11 @@ class KnownFit:
 
 
 @asynccontextmanager
-async def prefitted(batcher: FitBatcher, policy: object, points: Sequence) -> AsyncIterator[None]:
+async def prefitted(batcher: FitBatcher, policy: StoppingPolicy | None, points: Sequence) -> AsyncIterator[None]:
     """Within this block, ``policy`` finds the fit of its history plus ``points`` made in a batch.
 
-    Does nothing (the policy fits alone, as without it) unless this is one in-order point
-    for a fast-back-end `PredictionAnalyzer` with no other fit cache and enough points to fit.
+    Does nothing (the policy fits alone, as without it) unless this is one in-order point for a
+    policy that takes fits made elsewhere (`StoppingPolicy.accepts_known_fits`).
     """
     if not _batchable(policy, points):
         yield
@@ -117,25 +117,16 @@ async def prefitted(batcher: FitBatcher, policy: object, points: Sequence) -> As
     except Exception:  # this curve cannot be fitted in a batch: the policy decides alone (and answers for it)
         yield
         return
-    if policy.fit_cache is not None:  # another post installed one meanwhile: leave it alone
+    with policy.known_fits(KnownFit(epochs, accuracies, fit)):  # a no-op if another post installed fits meanwhile
         yield
-        return
-    known = policy.fit_cache = KnownFit(epochs, accuracies, fit)
-    try:
-        yield
-    finally:
-        if policy.fit_cache is known:
-            policy.fit_cache = None
 
 
-def _batchable(policy: object, points: Sequence) -> bool:
-    if len(points) != 1 or not isinstance(policy, PredictionAnalyzer):
-        return False
-    if policy.backend != "fast" or policy.fit_cache is not None:
+def _batchable(policy: StoppingPolicy | None, points: Sequence) -> bool:
+    if policy is None or len(points) != 1:
         return False
     history = policy.history
     n = len(history.points) + 1
-    if n < policy.settings.c_min or n > MAX_POINTS:
+    if n > MAX_POINTS or not policy.accepts_known_fits(n):
         return False
     last = history.last_epoch
     return last is None or points[0].epoch > last + EPOCH_TOLERANCE  # else a 409 follows: no fit needed
