@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from peng4nn import defaults
 from peng4nn.curve import CurveFit, PrefixFitCache, fit_curve, get_backend
 
 #: Percentage points above chance accuracy still counted as "never learned".
@@ -42,13 +43,13 @@ class EstimatorSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    N: int = Field(3, ge=1, le=1000, description="Number of most recent predictions that must agree.")
-    E: float = Field(0.5, ge=MIN_E, le=MAX_EPOCHS, description="Epochs trained per iteration.")
-    e_max: float = Field(20, gt=0, le=MAX_EPOCHS, description="Maximum epochs a model trains.")
-    t: float = Field(0.5, ge=0, le=100, description="Allowed spread of the last N predictions around their centre (points).")
+    N: int = Field(defaults.N, ge=1, le=1000, description="Number of most recent predictions that must agree.")
+    E: float = Field(defaults.E, ge=MIN_E, le=MAX_EPOCHS, description="Epochs trained per iteration.")
+    e_max: float = Field(defaults.E_MAX, gt=0, le=MAX_EPOCHS, description="Maximum epochs a model trains.")
+    t: float = Field(defaults.T, ge=0, le=100, description="Allowed spread of the last N predictions around their centre (points).")
     loss_check: bool = Field(False, description="The paper's LOSS flag: for never-learn predictions, require a stalled validation loss.")
-    L: float = Field(5, gt=0, le=MAX_EPOCHS, description="Epochs over which the minimum validation loss must not have decreased.")
-    c_min: int = Field(3, ge=3, le=1000, description="Fewest points a curve is fitted on.")
+    L: float = Field(defaults.L, gt=0, le=MAX_EPOCHS, description="Epochs over which the minimum validation loss must not have decreased.")
+    c_min: int = Field(defaults.C_MIN, ge=3, le=1000, description="Fewest points a curve is fitted on.")
     never_learn: float | None = Field(
         None,
         ge=0,
@@ -264,7 +265,7 @@ class PredictionAnalyzer(StoppingPolicy):
         settings: EstimatorSettings | dict | None = None,
         *,
         num_classes: int | None = None,
-        backend: str = "fast",
+        backend: str = defaults.BACKEND,
         fit_cache: PrefixFitCache | None = None,
     ):
         """`fit_cache`: fits of a curve known in advance (replay); used only for the points seen so far."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, Callable
 
+from peng4nn import defaults
 from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, Reason, StoppingPolicy
 from peng4nn.policies import PEERS, PolicyConfigError
 
@@ -95,7 +96,7 @@ class OptunaTrialPolicy(StoppingPolicy):
 class OptunaPrunerFactory:
     """Holds one study; each call starts the next model's trial (call in model order, finish each model)."""
 
-    def __init__(self, peer: str, *, E: float = 0.5, e_max: float = 20, **params: Any):
+    def __init__(self, peer: str, *, E: float = defaults.E, e_max: float = defaults.E_MAX, **params: Any):
         import optuna
 
         if E <= 0:
@@ -120,6 +121,6 @@ class OptunaPrunerFactory:
         return OptunaTrialPolicy(self.study, self.study.ask(), name=self.name, E=self.E, e_max=self.e_max)
 
 
-def make_peer_factory(peer: str, *, E: float = 0.5, e_max: float = 20, **params: Any) -> Callable[..., StoppingPolicy]:
+def make_peer_factory(peer: str, *, E: float = defaults.E, e_max: float = defaults.E_MAX, **params: Any) -> Callable[..., StoppingPolicy]:
     """A fresh factory (fresh study) for one replay of `peer`; `peng4nn.policies.make_policy_factory` calls it."""
     return OptunaPrunerFactory(peer, E=E, e_max=e_max, **params)

@@ -15,6 +15,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from peng4nn import defaults
 from peng4nn.analyzer import (
     EPOCH_TOLERANCE,
     MAX_EPOCHS,
@@ -56,8 +57,8 @@ class _BaselineSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    E: float = Field(0.5, ge=MIN_E, le=MAX_EPOCHS, description="Epochs per iteration.")
-    e_max: float = Field(20, gt=0, le=MAX_EPOCHS, description="Maximum epochs a model trains.")
+    E: float = Field(defaults.E, ge=MIN_E, le=MAX_EPOCHS, description="Epochs per iteration.")
+    e_max: float = Field(defaults.E_MAX, gt=0, le=MAX_EPOCHS, description="Maximum epochs a model trains.")
 
 
 class MenndlSettings(_BaselineSettings):
@@ -232,12 +233,9 @@ SEARCH_POLICIES: dict[str, Callable[..., Callable[..., StoppingPolicy]]] = {
     "adaptive": _adaptive_population,
 }
 
-#: The default for a network of a search (a replayed file, a job with a search_id, a session with a
-#: search): it ranks against the search and dominates `paper` on the evaluation runs (docs/ADAPTIVE.md).
-DEFAULT_SEARCH_POLICY = "adaptive"
-#: The default for a lone network: with nothing to rank against, adaptive's single-model rule ranks
-#: worse than `paper` on the evaluation runs (docs/ADAPTIVE.md, "Defaults").
-DEFAULT_LONE_POLICY = "paper"
+#: The defaults for a network of a search and for a lone one (`peng4nn.defaults`, where the reasons are).
+DEFAULT_SEARCH_POLICY = defaults.SEARCH_POLICY
+DEFAULT_LONE_POLICY = defaults.LONE_POLICY
 
 
 def require_search(policy: str | None, search: str | None, field: str) -> None:
@@ -265,11 +263,11 @@ def _validated(settings_cls: type[BaseModel], values: dict[str, Any], owner: str
 
 
 def make_policy(
-    name: str = "paper",
+    name: str = defaults.LONE_POLICY,
     *,
     estimator: EstimatorSettings | dict | None = None,
     num_classes: int | None = None,
-    backend: str = "fast",
+    backend: str = defaults.BACKEND,
     **params: Any,
 ) -> StoppingPolicy:
     """Build a fresh per-model policy. E and e_max of the baselines default to the estimator's."""
@@ -287,7 +285,7 @@ def make_policy_factory(
     *,
     estimator: EstimatorSettings | dict | None = None,
     num_classes: int | None = None,
-    backend: str = "fast",
+    backend: str = defaults.BACKEND,
     **params: Any,
 ) -> Callable[..., StoppingPolicy]:
     """A factory for one search: call it once per network, in arrival order, for that network's policy.

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import sys
 
+from peng4nn import defaults
 from peng4nn.client import DEFAULT_URL, AsyncClient, ApiError
 from peng4nn.datasets import dataset_info
 from peng4nn.search_space import CPU_RANGES, random_cnn
@@ -33,8 +34,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--e-max", type=float, default=10.0, help="epochs each network may train (default: 10)")
     parser.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the architecture draws (default: 0)")
-    parser.add_argument("--policy", default="paper",
-                        help="stopping policy of every job: paper, menndl, patience, fixed, adaptive (default: paper)")
+    parser.add_argument("--policy", default=defaults.LONE_POLICY,
+                        help="stopping policy of every job: paper, menndl, patience, fixed, adaptive "
+                             f"(default: {defaults.LONE_POLICY})")
     args = parser.parse_args(argv)
     if args.population < 1 or not 1 <= args.top_k <= args.population:
         parser.error("need population >= 1 and 1 <= top-k <= population")

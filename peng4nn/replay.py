@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from peng4nn import metrics
+from peng4nn import defaults, metrics
 from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings, Reason, StoppingPolicy
 from peng4nn.curve import MIN_POINTS
 from peng4nn.network_info import NetworkInfo
@@ -451,7 +451,7 @@ def policy_factory(
     name: str = DEFAULT_SEARCH_POLICY,
     *,
     estimator: EstimatorSettings | dict | None = None,
-    backend: str = "fast",
+    backend: str = defaults.BACKEND,
     num_classes: int | None = None,
     **params: Any,
 ) -> PolicyFactory:
@@ -482,7 +482,7 @@ def replay(
     curves: Sequence[RecordedCurve],
     factory: PolicyFactory,
     *,
-    e_max: float = 20.0,
+    e_max: float = defaults.E_MAX,
     monitor: str | None = None,
     baseline_factory: PolicyFactory | None = None,
 ) -> list[ModelOutcome]:

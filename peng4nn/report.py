@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from peng4nn import defaults
 from peng4nn.curve import predictive_function
 from peng4nn.metrics import TOP_PERCENTS, summarize, top_count, top_indices
 from peng4nn.policies import PEERS
@@ -60,7 +61,7 @@ class PolicyRun:
     make_factory: Callable[[], PolicyFactory]
 
 
-def standard_policies(*, E: float, e_max: float, num_classes: int | None, backend: str = "fast",
+def standard_policies(*, E: float, e_max: float, num_classes: int | None, backend: str = defaults.BACKEND,
                       has_val_loss: bool = True) -> list[PolicyRun]:
     """Every policy the report compares, in display order."""
     peers = PEERS if optuna_available() else {}
@@ -132,7 +133,7 @@ class ReportResult:
 
 
 def build_report(curves_path: str | Path, out_dir: str | Path, *, num_classes: int | None = 10, E: float | None = None,
-                 e_max: float = 20.0, backend: str = "fast", title: str | None = None,
+                 e_max: float = defaults.E_MAX, backend: str = defaults.BACKEND, title: str | None = None,
                  policies: Sequence[PolicyRun] | None = None) -> ReportResult:
     """Replay every policy on the curves in `curves_path`; write results.json, report.md and figures to `out_dir`.
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from peng4nn.analyzer import EstimatorSettings
 from peng4nn.jobs import DecisionPublic
 from peng4nn.network_info import NetworkInfo
-from peng4nn.policies import default_policy, require_search
+from peng4nn.policies import DEFAULT_LONE_POLICY, default_policy, require_search
 from peng4nn.schedule import LRSchedule
 
 #: Most points one POST may carry (a whole e_max=20, E=0.5 curve is 40).
@@ -128,7 +128,7 @@ class CurvePublic(BaseModel):
     label: str | None = None
     num_classes: int | None = None
     estimator: EstimatorSettings
-    policy: str = "paper"
+    policy: str = DEFAULT_LONE_POLICY
     policy_params: dict[str, float | int | str | bool] = Field(default_factory=dict)
     search: str | None = None
     schedule: LRSchedule | None = None

@@ -32,10 +32,11 @@ from typing import Any, Sequence
 
 from redis.asyncio import Redis
 
+from peng4nn import defaults
 from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings
 from peng4nn.curve import PrefixFitCache
 from peng4nn.network_info import NetworkInfo
-from peng4nn.policies import PolicyConfigError, StoppingPolicy, make_policy
+from peng4nn.policies import DEFAULT_LONE_POLICY, PolicyConfigError, StoppingPolicy, make_policy
 from peng4nn.schedule import LRSchedule
 from peng4nn.spec import SpecError, check_schedule_fits
 from peng4nn_service.curve_schemas import CurveCreate, CurvePointPublic, CurvePublic, DecisionPublic, ObservationPoint
@@ -55,7 +56,7 @@ LOCK_STRIPES = 256
 COMMIT_ATTEMPTS = 5
 """Posts retried after another process wrote to the same session in between."""
 
-FIT_BACKEND = "fast"
+FIT_BACKEND = defaults.BACKEND
 """The API decides with the exact fast back-end (no queue hop)."""
 
 
@@ -202,7 +203,7 @@ class CurveSessions:
             label=meta["label"],
             num_classes=meta["num_classes"],
             estimator=EstimatorSettings(**meta["estimator"]),
-            policy=meta.get("policy", "paper"),
+            policy=meta.get("policy", DEFAULT_LONE_POLICY),
             policy_params=meta.get("policy_params") or {},
             search=meta.get("search"),
             schedule=meta.get("schedule"),
@@ -339,7 +340,7 @@ class CurveSessions:
         a rebuilt one whose points were decided against fewer finished networks gets a population of
         its own, advanced point by point as the original was (`stored_networks`: the count per point).
         """
-        name, params, search = meta.get("policy", "paper"), meta.get("policy_params") or {}, _search_of(meta, owner)
+        name, params, search = meta.get("policy", DEFAULT_LONE_POLICY), meta.get("policy_params") or {}, _search_of(meta, owner)
         if searches.is_search_policy(name):
             await searches.warm_up()
         try:
@@ -413,7 +414,7 @@ def _record(point: ObservationPoint, decision: dict, n_networks: int | None = No
 def _search_of(meta: dict[str, Any], owner: str) -> str | None:
     """The session's search (within its owner's) when its policy learns from one (other policies ignore it)."""
     search = meta.get("search")
-    if not search or not searches.is_search_policy(meta.get("policy", "paper")):
+    if not search or not searches.is_search_policy(meta.get("policy", DEFAULT_LONE_POLICY)):
         return None
     return searches.scoped(owner, search)
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+from peng4nn import defaults
 from peng4nn.cli import CliError
 
 SERVICE_START_TIMEOUT_S = 60.0
@@ -33,7 +34,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--e-max", type=float, default=10.0, help="epochs each network may train (default: 10)")
     parser.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the architecture draws (default: 0)")
-    parser.add_argument("--policy", default="paper", help="stopping policy: paper, menndl, patience, fixed, adaptive")
+    parser.add_argument("--policy", default=defaults.LONE_POLICY,
+                        help=f"stopping policy: paper, menndl, patience, fixed, adaptive (default {defaults.LONE_POLICY})")
     parser.add_argument("--workers", type=int, default=2, help="local worker processes (default: 2)")
     parser.set_defaults(run=run)
 
