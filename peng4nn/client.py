@@ -26,6 +26,7 @@ import json
 import os
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, Callable
 
@@ -123,6 +124,16 @@ def _raise_for(response: httpx.Response) -> None:
 
 
 # --------------------------------------------------------------------------- shared pieces
+
+
+def _search(search: str | None, search_id: str | None) -> str | None:
+    """``submit(search_id=...)``, the old name, still works and says it is deprecated."""
+    if search_id is None:
+        return search
+    warnings.warn("submit(search_id=...) is deprecated: use search=...", DeprecationWarning, stacklevel=3)
+    if search is not None and search != search_id:
+        raise ValueError("give search (search_id is its deprecated old name), not both")
+    return search_id
 
 
 def _job_body(architecture: Any, dataset: str, **options: Any) -> dict[str, Any]:
@@ -257,14 +268,15 @@ class Client:
 
     def submit(self, architecture: Any, dataset: str, *, policy: str | None = None,
                policy_params: dict | None = None, estimator: Any = None, seed: int | None = None,
-               shadow: bool | None = None, search_id: str | None = None, label: str | None = None,
-               idempotency_key: str | None = None) -> JobAccepted:
-        """Queue one network; returns its id and links.
+               shadow: bool | None = None, search: str | None = None, label: str | None = None,
+               idempotency_key: str | None = None, search_id: str | None = None) -> JobAccepted:
+        """Queue one network; returns its id and links. ``search``: the search it belongs to (``search_id`` is
+        its deprecated old name).
 
         Safe to retry: the request carries ``idempotency_key`` (a fresh one per call by default), and the
         service answers a repeat with the job the first one created (409 if the body differs)."""
         body = _job_body(architecture, dataset, policy=policy, policy_params=policy_params, estimator=estimator,
-                         seed=seed, shadow=shadow, search_id=search_id, label=label)
+                         seed=seed, shadow=shadow, search=_search(search, search_id), label=label)
         response = self._request("POST", "/v1/jobs", json=body, headers=_submission_headers(idempotency_key),
                                  safe=True)
         return JobAccepted.model_validate(response.json())
@@ -406,10 +418,11 @@ class AsyncClient:
 
     async def submit(self, architecture: Any, dataset: str, *, policy: str | None = None,
                      policy_params: dict | None = None, estimator: Any = None, seed: int | None = None,
-                     shadow: bool | None = None, search_id: str | None = None,
-                     label: str | None = None, idempotency_key: str | None = None) -> JobAccepted:
+                     shadow: bool | None = None, search: str | None = None,
+                     label: str | None = None, idempotency_key: str | None = None,
+                     search_id: str | None = None) -> JobAccepted:
         body = _job_body(architecture, dataset, policy=policy, policy_params=policy_params, estimator=estimator,
-                         seed=seed, shadow=shadow, search_id=search_id, label=label)
+                         seed=seed, shadow=shadow, search=_search(search, search_id), label=label)
         response = await self._request("POST", "/v1/jobs", json=body, headers=_submission_headers(idempotency_key),
                                        safe=True)
         return JobAccepted.model_validate(response.json())

@@ -50,6 +50,31 @@ EVENT_RESULT = "result"
 EVENT_TYPES = (EVENT_STATUS, EVENT_ITERATION, EVENT_RESULT)
 
 
+SEARCH_MAX_LENGTH = 128
+"""Longest search name (it becomes part of a Redis key)."""
+
+
+def search_field() -> Any:
+    """The ``search`` field of jobs and curve sessions alike: the same name and rule on both."""
+    return Field(
+        None, min_length=1, max_length=SEARCH_MAX_LENGTH, validate_default=True,
+        description="The search this network belongs to (any name its networks share, per API token): the adaptive "
+        "policy ranks the network against the search's other networks, jobs and curve sessions alike, learning "
+        "from each one that has finished. Required with policy adaptive.",
+    )
+
+
+def renamed_search(data: Any) -> Any:
+    """A job's ``search_id`` (the old name of ``search``, deprecated) read as ``search``; both at once is refused."""
+    if not isinstance(data, dict) or data.get("search_id") is None:
+        return data
+    if data.get("search") is not None and data["search"] != data["search_id"]:
+        raise ValueError("give search (search_id is its deprecated old name), not both")
+    data = dict(data)
+    data["search"] = data.pop("search_id")
+    return data
+
+
 class JobCreate(BaseModel):
     """One network to train and estimate."""
 
@@ -59,7 +84,7 @@ class JobCreate(BaseModel):
     dataset: str = Field(min_length=1, max_length=64, description="A name from GET /v1/datasets.")
     policy: str | None = Field(
         None, min_length=1, max_length=32,
-        description="Stopping policy: paper, menndl, patience, fixed or adaptive. Default: adaptive when search_id "
+        description="Stopping policy: paper, menndl, patience, fixed or adaptive. Default: adaptive when search "
         "is given (the job is ranked against its search), else paper.",
     )
     policy_params: dict[str, float | int | str | bool] = Field(
@@ -68,24 +93,27 @@ class JobCreate(BaseModel):
     estimator: EstimatorSettings | None = Field(None, description="Overrides of the estimator settings (paper symbols).")
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Overrides architecture.training.seed.")
     shadow: bool = Field(False, description="Train to e_max anyway, recording where the engine would have stopped.")
+    search: str | None = search_field()
     search_id: str | None = Field(
-        None, max_length=128, validate_default=True,
-        description="Groups jobs of one search: the adaptive policy ranks the job against the search's other "
-        "networks (jobs and curve sessions with this search id), learning from each one that has finished. "
-        "Required with policy adaptive.",
-    )
+        None, min_length=1, max_length=SEARCH_MAX_LENGTH, exclude=True, deprecated=True,
+        description="Deprecated: the old name of search (still accepted; give one or the other).")
     label: str | None = Field(None, max_length=256, description="Free text shown back with the job.")
 
-    @field_validator("search_id")
+    @model_validator(mode="before")
+    @classmethod
+    def _old_search_name(cls, data: Any) -> Any:
+        return renamed_search(data)
+
+    @field_validator("search")
     @classmethod
     def _search_for_search_policies(cls, value: str | None, info: ValidationInfo) -> str | None:
-        require_search(info.data.get("policy"), value, "search_id")
+        require_search(info.data.get("policy"), value, "search")
         return value
 
     @model_validator(mode="after")
     def _default_policy(self) -> "JobCreate":
         if self.policy is None:
-            self.policy = default_policy(self.search_id is not None)
+            self.policy = default_policy(self.search is not None)
         return self
 
 
@@ -183,7 +211,8 @@ class JobPublic(BaseModel):
     policy: str
     shadow: bool = False
     seed: int | None = None
-    search_id: str | None = None
+    search: str | None = None
+    search_id: str | None = Field(None, deprecated=True, description="Deprecated: the same as search (its old name).")
     label: str | None = None
     params: int | None = None
     flops: int | None = None

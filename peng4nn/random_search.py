@@ -62,7 +62,7 @@ async def search(args: argparse.Namespace) -> int:
     async with AsyncClient(args.url, args.token) as client:
         jobs = await client.submit_batch([
             {"architecture": spec.to_dict(), "dataset": args.dataset, "estimator": {"e_max": args.e_max},
-             "policy": args.policy, "shadow": True, "search_id": f"random-search-{args.seed}", "label": f"net{i}"}
+             "policy": args.policy, "shadow": True, "search": f"random-search-{args.seed}", "label": f"net{i}"}
             for i, spec in enumerate(specs)
         ])
         print(f"submitted {len(jobs)} networks to {client.base_url}; streaming predictions...", flush=True)

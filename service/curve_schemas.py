@@ -12,7 +12,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from peng4nn.analyzer import EstimatorSettings
-from peng4nn.jobs import DecisionPublic
+from peng4nn.jobs import DecisionPublic, search_field
 from peng4nn.network_info import NetworkInfo
 from peng4nn.policies import DEFAULT_LONE_POLICY, default_policy, require_search
 from peng4nn.schedule import LRSchedule
@@ -41,12 +41,7 @@ class CurveCreate(BaseModel):
     policy_params: dict[str, float | int | str | bool] = Field(
         default_factory=dict, description="Extra keyword arguments of the policy (e.g. top for adaptive)."
     )
-    search: str | None = Field(
-        None, min_length=1, max_length=128, validate_default=True,
-        description="The search this network belongs to: the adaptive policy ranks it against the search's other "
-        "networks (sessions and jobs with this search id), learning from each one that has finished. "
-        "Required with policy adaptive.",
-    )
+    search: str | None = search_field()
 
     schedule: LRSchedule | None = Field(
         None, description="The learning-rate schedule this network trains with, when known in advance: the "

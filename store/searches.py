@@ -10,7 +10,7 @@ arrival order, so Redis keeps only that: one list per search of `FinishedNetwork
 therefore get exactly the decisions `peng4nn replay` gives for the same curves in the
 same order; networks running at the same time see whatever had finished.
 
-Jobs (``search_id``) and observation sessions (``search``) share one namespace per owner
+Jobs and observation sessions (both name it ``search``) share one namespace per owner
 (API token): a search may mix both, and two tokens' searches of the same name never meet
 (`scoped`). The list expires like the records that feed it, refreshed on every append.
 Usable from the API (``redis.asyncio``) and the workers (blocking redis-py).

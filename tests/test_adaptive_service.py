@@ -118,12 +118,12 @@ def test_curve_policy_errors_name_the_field(api):
 
 
 def test_worker_policies_of_one_search_decide_as_replay(redis_url, redis_conn, search_curves):
-    """The worker's policy builder with a search_id, each job finishing before the next, gives replay's
+    """The worker's policy builder with a search, each job finishing before the next, gives replay's
     decisions; a second worker process would read the same list (each job gets a fresh Redis client)."""
     _, curves, outcomes = search_curves
     search = searches.scoped(PUBLIC_OWNER, f"jobs-{uuid.uuid4().hex[:8]}")
     request = JobCreate.model_validate({"architecture": TINY_CNN, "dataset": "digits", "policy": "adaptive",
-                                        "search_id": search})
+                                        "search": search})
     for curve, outcome in zip(curves, outcomes):
         redis = Redis.from_url(redis_url)
         policy = _policy(request, 10, redis, search)
@@ -139,11 +139,11 @@ def test_worker_policies_of_one_search_decide_as_replay(redis_url, redis_conn, s
 
 
 def test_a_worker_job_in_a_search_adds_its_curve(api, worker_factory, redis_conn):
-    """End to end: a real job with policy adaptive and a search_id trains, then its curve joins the search."""
+    """End to end: a real job with policy adaptive and a search trains, then its curve joins the search."""
     server = api()
     worker_factory()
     with server.client() as http:
-        job = http.post("/v1/jobs", json=tiny_job(e_max=1.5, policy="adaptive", search_id="nas-1")).json()
+        job = http.post("/v1/jobs", json=tiny_job(e_max=1.5, policy="adaptive", search="nas-1")).json()
         wait_for(lambda: http.get(f"/v1/jobs/{job['id']}").json()["status"] in ("completed", "converged", "failed"),
                  timeout=60, what="job end")
         public = http.get(f"/v1/jobs/{job['id']}").json()

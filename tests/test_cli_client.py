@@ -105,7 +105,7 @@ def test_watch_a_job_and_a_search_until_they_end(api, worker_factory, arch, caps
     events = [json.loads(line) for line in out.splitlines()]
     assert events[0]["event"] == "status" and events[-1]["event"] == "result"
 
-    code, out, _ = cli(capsys, "submit", arch, arch, "--url", url, "--search-id", "s1", "--estimator",
+    code, out, _ = cli(capsys, "submit", arch, arch, "--url", url, "--search", "s1", "--estimator",
                        '{"e_max": 1}', "--policy", "paper", "--watch")
     assert code == 0
     assert "search s1: 2 jobs, 2 ended, 0 running" in out

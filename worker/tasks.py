@@ -108,7 +108,7 @@ def _train(job_id: str, request: JobCreate, store: JobStore, settings, owner: st
         spec = spec.model_copy(update={"training": spec.training.model_copy(update={"seed": request.seed})})
     info = dataset_info(request.dataset)
     retry = retry or _retry()
-    search = searches.scoped(owner, request.search_id) if request.search_id else None
+    search = searches.scoped(owner, request.search) if request.search else None
     policy = _policy(request, info.num_classes, store.redis, search, retry)
     key = record_key(job_id)
 
@@ -146,14 +146,14 @@ def _policy(request: JobCreate, num_classes: int, redis, search: str | None,
     return population()
 
 
-def _finish_in_search(policy: StoppingPolicy, search_id: str, redis, ttl_s: float,
+def _finish_in_search(policy: StoppingPolicy, search: str, redis, ttl_s: float,
                       retry: RedisRetry | None = None) -> None:
     """`policy.finish()` for a service: the network goes to the search's list in Redis, which every
     process (this one included) learns from on its next decision."""
     outcome = getattr(policy, "outcome", None)
     network = outcome() if outcome is not None else None
     if network is not None:
-        (retry or _retry())(searches.append, redis, search_id, network, ttl_s)
+        (retry or _retry())(searches.append, redis, search, network, ttl_s)
 
 
 def _finish(job_id: str, result, store: JobStore, rq_job: Job, retry: RedisRetry) -> dict[str, Any]:
