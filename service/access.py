@@ -4,7 +4,7 @@ Runs as pure ASGI middleware in front of everything under ``/v1``, so a request 
 valid token is answered 401 before its body is read or parsed (the framework would parse
 and validate the body first), and a token over its request rate gets 429 before any work is
 done for it. The caller's owner id goes into ``scope["state"]["owner"]`` for the routes
-(`peng4nn_service.deps.get_owner`) and the fast path. ``/healthz``, ``/metrics`` and the docs stay open.
+(`peng4nn_service.deps.get_owner`) and the fast path. ``/healthz``, ``/livez``, ``/metrics`` and the docs stay open.
 """
 
 from __future__ import annotations

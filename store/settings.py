@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     redis_maxmemory: str = Field(
         DEFAULT_EMBEDDED_MAXMEMORY, pattern=r"^\d+(b|kb|mb|gb)?$", description="Memory cap of the embedded Redis of `peng4nn serve` "
         "(noeviction: a full store refuses writes with 503 store_full).")
+    worker_heartbeat_file: str | None = Field(
+        None, description="A file each worker touches at every heartbeat it sends, for a container's health "
+        "check of that worker process (python -m peng4nn_worker.health); unset: none.")
     worker_redis_retry_s: float = Field(
         300.0, ge=0, allow_inf_nan=False,
         description="How long a worker keeps retrying Redis while a job runs before the job fails.")

@@ -180,6 +180,8 @@ def test_redis_down_is_503_not_404(api):
             resp = http.request(method, path, json=body)
             assert resp.status_code == 503, (path, resp.text)
             assert resp.json()["code"] == "redis_unavailable"
+        live = http.get("/livez")  # the process itself is fine: its container must not be restarted for Redis
+        assert live.status_code == 200 and live.json()["status"] == "ok"
 
 
 def test_stream_of_an_ended_job_replays_in_order_and_resumes(api):

@@ -17,13 +17,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 
 from redis import Redis
 from rq import SimpleWorker
 from rq.worker import WorkerStatus
 
 from peng4nn.devices import check_device
-from peng4nn_store.settings import Settings
+from peng4nn_store.settings import DEFAULT_WORKER_LEASE_S, Settings
 from peng4nn_worker import tasks
 from peng4nn_store.liveness import worker_ttl_s
 from peng4nn_store.maintenance import prune_indexes
@@ -39,10 +40,27 @@ RESTART_WINDOW_S = 60.0
 
 
 class LeasedWorker(SimpleWorker):
-    """SimpleWorker whose running job holds a short, renewed lease instead of job_timeout + 60 s."""
+    """SimpleWorker whose running job holds a short, renewed lease instead of job_timeout + 60 s.
 
-    lease_s: int = 30
+    With a ``beat_file`` every heartbeat that reached Redis also touches that file: the container's
+    health check of this process reads its age (`peng4nn_worker.health`)."""
+
+    lease_s: int = DEFAULT_WORKER_LEASE_S
     job_ttl_s: int = 7 * 24 * 3600
+    beat_file: Path | None = None
+
+    def heartbeat(self, timeout: int | None = None, pipeline=None):
+        super().heartbeat(timeout, pipeline)
+        if pipeline is None:  # in a pipeline it is sent later, by maintain_heartbeats
+            self._beat_locally()
+
+    def maintain_heartbeats(self, job, execution):
+        super().maintain_heartbeats(job, execution)
+        self._beat_locally()
+
+    def _beat_locally(self) -> None:
+        if self.beat_file is not None:
+            self.beat_file.touch()
 
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
         return self.lease_s
@@ -93,6 +111,7 @@ def make_worker(settings: Settings, *, name: str | None = None, connection: Redi
     )
     worker.lease_s = settings.worker_lease_s
     worker.job_ttl_s = settings.job_ttl_s
+    worker.beat_file = Path(settings.worker_heartbeat_file) if settings.worker_heartbeat_file else None
     return worker
 
 

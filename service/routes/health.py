@@ -1,4 +1,5 @@
-"""GET /healthz and GET /metrics: for load balancers, compose healthchecks and Prometheus."""
+"""GET /healthz (the service: Redis and live workers, for load balancers), GET /livez (this API process, for
+its container's health check) and GET /metrics (Prometheus)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,17 @@ def read_health(redis: RedisDep, queue: QueueDep, settings: SettingsDep) -> Resp
     health = HealthPublic(status="ok" if workers else "no_workers", redis=True, workers=workers,
                           queue_depth=queue.count, version=__version__)
     return model_response(health, 200 if workers else 503)
+
+
+class LivePublic(BaseModel):
+    status: Literal["ok"]
+    version: str
+
+
+@router.get("/livez", response_model=LivePublic)
+def read_liveness() -> Response:
+    """This API process serves requests (no Redis, no workers asked): the container's own health check."""
+    return model_response(LivePublic(status="ok", version=__version__))
 
 
 @router.get("/metrics", response_class=PlainTextResponse, responses={200: {"content": {"text/plain": {}}},
