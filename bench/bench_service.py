@@ -5,8 +5,8 @@ Measures, in one run:
      batched submission (POST /v1/jobs/batch) and a route without I/O (/v1/datasets) as the HTTP stack's floor;
   2. status reads/s and latency (GET /v1/jobs/{id});
   3. M concurrent SSE streams: delivery latency from the worker-side write (the same
-     `JobStore.apply` a worker calls) to the client having parsed the event, with the
-     default per-client XREAD and with the hub fan-out (``PENG4NN_SSE_FANOUT=hub``);
+     `JobStore.apply` a worker calls) to the client having parsed the event (one XREAD per
+     client; the hub fan-out it was compared with was removed, docs/BENCHMARKS.md keeps that run);
   4. where a submission's time goes, in-process: validation, the Redis transaction, and
      plain RQ ``enqueue`` (the obvious alternative) side by side.
 
@@ -395,7 +395,6 @@ def main(argv=None) -> int:
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between rounds (default 0.5)")
     parser.add_argument("--api-workers", type=int, default=1, help="API processes of peng4nn serve (default 1)")
     parser.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
-    parser.add_argument("--no-hub", action="store_true", help="skip the hub fan-out comparison run")
     parser.add_argument("--sse-only", action="store_true", help="run only the SSE phases")
     parser.add_argument("--quota-cost", action="store_true",
                         help="only: submissions and reads with the quota checks off, then on (limits never reached)")
@@ -419,15 +418,6 @@ def main(argv=None) -> int:
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(30)
-    if not args.no_hub:
-        proc, redis_url = start_serve(args.port, args.api_workers, PENG4NN_SSE_FANOUT="hub")
-        SERVE_PID = proc.pid
-        try:
-            results[f"SSE {args.streams} streams, hub fan-out"] = asyncio.run(
-                sse_phase(args, "127.0.0.1", args.port, redis_url))
-        finally:
-            os.killpg(proc.pid, signal.SIGINT)
-            proc.wait(30)
 
     print(f"\npeng4nn serve --workers 0 --api-workers {args.api_workers}; {args.clients} clients; "
           f"{os.cpu_count()} cores; load generator on the same machine")
@@ -450,9 +440,6 @@ def main(argv=None) -> int:
     print("\nper submission, in-process (no HTTP):")
     for name, us in results["breakdown_us"].items():
         print(f"  {name:<58} {us:8.0f} us")
-    sse = [r for name, r in results.items() if name.startswith("SSE")]
-    if len(sse) == 2:
-        print(f"  ratio: SSE p99 hub / XREAD-per-client = {sse[1]['p99_ms'] / sse[0]['p99_ms']:.2f}")
     b = results["breakdown_us"]
     if not b:
         return 0
