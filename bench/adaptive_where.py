@@ -26,9 +26,8 @@ class _Traced(AdaptivePolicy):
         decision = super()._decide_in_population(epoch, est, pop)
         if decision.stop:
             self.clauses[f"stopped: {decision.reason.value}"] += 1
-        elif est.upper >= pop.leader():
-            which = "conformal" if (est.conformal_upper or est.upper) >= pop.leader() else "dominance"
-            self.clauses[f"went on: could lead ({which} bound >= leader)"] += 1
+        elif (est.leader_upper if est.leader_upper is not None else est.upper) >= pop.leader():
+            self.clauses["went on: could be the search's best"] += 1
         else:
             self.clauses["went on: contender near the threshold"] += 1
         return decision
@@ -37,6 +36,8 @@ class _Traced(AdaptivePolicy):
         decision = super()._decide(epoch)
         if not decision.stop and self.is_flat() and decision.reason.value == "unstable":
             self.clauses["went on: flat, waiting for a late bloom"] += 1
+        elif decision.reason.value == "reference":
+            self.clauses["went on: a reference of the search"] += 1
         return decision
 
 
@@ -45,8 +46,11 @@ def where(path: str, num_classes: int, top: float, e_max: float) -> None:
     clauses: Counter = Counter()
     pop = AdaptivePopulation({"top": top}, estimator={"E": infer_epoch_step(curves), "e_max": e_max},
                              num_classes=num_classes)
-    factory = lambda curve=None: _Traced(pop.settings, estimator=pop.estimator, num_classes=num_classes,  # noqa: E731
-                                         population=pop)
+    def factory(curve=None):
+        policy = pop(curve)  # the search draws its role (reference or ranked) as usual
+        policy.__class__ = _Traced
+        return policy
+
     _Traced.clauses = clauses
     outcomes = replay(curves, factory, e_max=e_max)
     finals = np.array([o.actual_max for o in outcomes])
@@ -54,9 +58,9 @@ def where(path: str, num_classes: int, top: float, e_max: float) -> None:
     k = max(1, int(round(top / 100 * len(finals))))
     in_top = finals >= np.sort(finals)[::-1][k - 1]
     flat = np.array([c.val_acc[:3].max() <= pop.flat_level for c in curves])
-    warm = np.arange(len(curves)) < pop.settings.warmup_models
+    warm = np.array([any(d.reason.value == "reference" for d in o.decisions) for o in outcomes])
     print(f"\n== {path}: {len(curves)} models, mean {stops.mean():.2f} epochs ({stops.mean() / e_max:.1%} of e_max)")
-    for label, mask in (("warm-up", warm), ("flat, ends in top", flat & in_top & ~warm),
+    for label, mask in (("references", warm), ("flat, ends in top", flat & in_top & ~warm),
                         ("flat, ends below", flat & ~in_top & ~warm), ("learning, ends in top", ~flat & in_top & ~warm),
                         ("learning, ends below", ~flat & ~in_top & ~warm)):
         if mask.any():

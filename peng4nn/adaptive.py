@@ -24,9 +24,10 @@ one curve's fit cannot foresee; the search's own networks can:
 * Before the references can predict an epoch, the curve's own profile-likelihood interval
   (peng4nn/intervals.py) stands in, fitted on the segment since the last learning-rate drop, and
   never calls a network resolved while a known drop is still to come.
-* A budget (mean epochs per network, every network counted) is a bank: networks train while the
-  search has epochs left, and references are bought only when the debt they leave can be repaid
-  by the next REPAY_NETWORKS networks stopping at their first decision.
+* A budget (mean epochs per network, every network counted) is a bank: each network may use the
+  budget plus the search's savings (or minus its debt) spread over the next SPREAD_NETWORKS
+  networks, and references are bought, spread through the search, only while they take at most
+  REFERENCE_SHARE of the epochs the budget leaves above every network's first decision.
 
 Searches are populations: `AdaptivePopulation` holds what one search has learned and is itself the
 per-model factory replay asks for (`population(curve) -> AdaptivePolicy`, models in order).
@@ -46,7 +47,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings, Reason, StoppingPolicy
 from peng4nn.intervals import DEFAULT_NU0, DEFAULT_SIGMA0, CurveInterval, curve_interval
-from peng4nn.predictor import FinalPredictor, Prediction, ReferenceCurve, curve_features, feature_rows
+from peng4nn.predictor import (MIN_REFERENCES, FinalPredictor, Prediction, ReferenceCurve, curve_features,
+                               feature_rows)
 from peng4nn.schedule import DROP_RATIO, RateSchedule, TabulatedSchedule
 
 __all__ = ["AdaptiveSettings", "AdaptivePolicy", "AdaptivePopulation", "CalibratedEstimate", "FinishedNetwork"]
@@ -66,10 +68,14 @@ BLOOM_MARGIN = 1.0
 BLOOM_RISE = 10.0
 
 #: Under a budget, the search's savings (or debt) are spread over this many networks.
-SPREAD_NETWORKS = 20
+SPREAD_NETWORKS = 100
 
-#: A reference bought under a budget must be repayable by this many networks stopping at their first decision.
+#: Under a budget, the first references are bought on credit that this many networks stopping at their first
+#: decision repay.
 REPAY_NETWORKS = 20
+
+#: Under a budget, the share of the epochs above every network's first decision that references may take.
+REFERENCE_SHARE = 0.5
 
 
 #: One-sided level of the bound that decides whether a network could still be the search's best: regret@1
@@ -77,7 +83,7 @@ REPAY_NETWORKS = 20
 LEADER_LEVEL = 0.99
 
 #: References an epoch's regression needs before its upper bound alone may rule a network out.
-TRUSTED_REFERENCES = 30
+TRUSTED_REFERENCES = 20
 
 #: Points (the last ones) whose best decides whether a curve is at chance level now.
 FLAT_WINDOW = 2
@@ -270,6 +276,9 @@ class AdaptivePopulation:
         self._spent = 0.0
         #: Networks started in this process: concurrent starts must not all draw the same role.
         self._started = 0
+        #: References drawn in this process, and references the search has seen finish.
+        self._references_drawn = 0
+        self._references_finished = 0
         self._flat_histories: list[_BloomHistory] = []
         self._flat_patience = self.settings.flat_patience
         self._flat_seen = 0
@@ -334,21 +343,29 @@ class AdaptivePopulation:
         return budget * (self.n_finished + 1) - self._spent - epochs
 
     def over_budget(self, epoch: float) -> bool:
-        """Whether a (non-reference) network has used its share: the budget plus the search's savings (or minus
-        its debt) spread over the next SPREAD_NETWORKS networks, so no one network takes the whole bank and the
-        ones after it starve; never before the first decision."""
+        """Whether a (non-reference) network has used its share: the budget plus the search's savings spread over
+        the next SPREAD_NETWORKS networks (so no one network takes the whole bank and the ones after it starve),
+        or minus its debt spread over the next REPAY_NETWORKS; never before the first decision."""
         budget = self.settings.budget
         if budget is None:
             return False
         saved = budget * self.n_finished - self._spent
-        allowance = max(self.first_decision_epoch(), budget + saved / SPREAD_NETWORKS)
+        # Savings are spread thin (a contender later may need them); debt is repaid fast (the search may end).
+        allowance = max(self.first_decision_epoch(), budget + saved / (SPREAD_NETWORKS if saved > 0 else REPAY_NETWORKS))
         return epoch >= allowance - EPOCH_TOLERANCE
 
     def _draws_reference(self, position: int) -> bool:
-        """The warm-up, then every network where the expected audit count passes a whole number."""
-        in_warmup = position < self.settings.warmup_models
-        audited = math.floor(self._audits_before(position + 1)) > math.floor(self._audits_before(position))
-        return (in_warmup or audited) and self._can_buy_reference()
+        """The warm-up, then every network where the expected audit count passes a whole number; under a budget,
+        whenever the references stay within their share of it (`_budget_allows_reference`)."""
+        if self.settings.budget is not None:
+            drawn = self._budget_allows_reference(position)
+        else:
+            in_warmup = position < self.settings.warmup_models
+            drawn = in_warmup or math.floor(self._audits_before(position + 1)) > math.floor(
+                self._audits_before(position))
+        if drawn:
+            self._references_drawn = max(self._references_drawn, self._references_finished) + 1
+        return drawn
 
     def _audits_before(self, position: int) -> float:
         """Expected audits among the networks after the warm-up and before `position`."""
@@ -360,12 +377,22 @@ class AdaptivePopulation:
             return rate * (position - start)
         return rate * (knee - start) + 2.0 * (math.sqrt(position) - math.sqrt(knee))
 
-    def _can_buy_reference(self) -> bool:
-        budget = self.settings.budget
-        if budget is None:
-            return True
-        slack = budget - self.first_decision_epoch()
-        return slack > 0 and self.bank(self.estimator.e_max) >= -slack * REPAY_NETWORKS
+    def _budget_allows_reference(self, position: int) -> bool:
+        """A reference costs e_max where a ranked network could stop at its first decision: it is bought only while
+        the references' extra epochs stay within REFERENCE_SHARE of what the budget leaves above that first
+        decision, so they are spread through the search instead of front-loaded (a warm-up of ten bought at once
+        would leave the next networks starved: on 400 SVHN networks a budget of 5 then ranked worse than 4)."""
+        slack = self.settings.budget - self.first_decision_epoch()
+        extra = self.estimator.e_max - self.first_decision_epoch()
+        drawn = max(self._references_drawn, self._references_finished)
+        if slack <= 0:
+            return False
+        if drawn < min(self.settings.warmup_models, MIN_REFERENCES):
+            # The first few are bought at once, on credit the next REPAY_NETWORKS networks repay: until the
+            # regression exists estimates are the best seen, and a ranking that mixes those with predictions
+            # of the final favours the later networks.
+            return self.bank(self.estimator.e_max) >= -slack * REPAY_NETWORKS
+        return (drawn + 1) * extra <= REFERENCE_SHARE * slack * (position + 1)
 
     def next_flat_is_audit(self) -> bool:
         """Every `flat_audit`-th flat curve is kept for half of e_max: without it a search that stops
@@ -416,6 +443,7 @@ class AdaptivePopulation:
         epochs = np.array(network.epochs, dtype=float)
         accs = np.array(network.accs, dtype=float)
         self._note_bloom(epochs, accs)
+        self._references_finished += int(network.reference)
         if network.reference and network.full and _contiguous(epochs, self.estimator.E):
             self._add_reference(network, epochs, accs)
 

@@ -222,6 +222,10 @@ class PrefixFitCache:
         return fit
 
 
+#: Function evaluations curve_fit may spend on one fit.
+SCIPY_MAX_EVALUATIONS = 20_000
+
+
 class ScipyBackend:
     """`scipy.optimize.curve_fit` exactly as the paper uses it: its bounds and initial values."""
 
@@ -240,6 +244,9 @@ class ScipyBackend:
                     y,
                     p0=INITIAL_ABC,
                     bounds=([A_MIN, B_MIN, C_MIN], [A_MAX, np.inf, np.inf]),
+                    # The authors' SciPy converged where today's default budget (100 evaluations per
+                    # parameter) gives up on the sample's never-learner; this many lets it finish.
+                    max_nfev=SCIPY_MAX_EVALUATIONS,
                 )
         except (RuntimeError, ValueError, FloatingPointError) as exc:
             return f"curve_fit failed: {exc}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 E = 0.5
 """Epochs trained per iteration: the curve is validated every half epoch."""
 
-E_MAX = 20.0
+E_MAX = 20
 """Maximum epochs a network trains (the paper's budget)."""
 
 N = 3

@@ -140,3 +140,26 @@ def frontier(points: Sequence[tuple[str, float, float]], budget_curve: Sequence[
     ax.legend(loc="lower left", fontsize=7)
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def budget_curve(adaptive: Sequence[tuple[float, float, float]], fixed: Sequence[tuple[float, float, float]],
+                 path: str | Path, *, title: str = "") -> Path:
+    """Overlap@20% against the mean epochs a network cost: `adaptive --budget B` for several B, and the fixed
+    budget k epochs. Points are (B or k, mean epochs, overlap)."""
+    fig = _figure(7.0, 5.0)
+    ax = fig.subplots()
+    if fixed:
+        ks, ep, ov = zip(*fixed)
+        ax.plot(ep, ov, color="#999999", marker=".", label="fixed budget: every network k epochs")
+    if adaptive:
+        bs, ep, ov = zip(*adaptive)
+        ax.plot(ep, ov, color="#1f77b4", marker="o", label="adaptive --budget B")
+        for b, e, o in adaptive:
+            ax.annotate(f"B={b:g}", (e, o), textcoords="offset points", xytext=(4, -10), fontsize=7, color="#1f77b4")
+    ax.set_xlabel("mean epochs per network (every network counted)")
+    ax.set_ylabel("overlap of the best 20% (predicted vs ground truth)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title or "What a budget buys")
+    ax.legend(loc="lower right", fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

@@ -426,7 +426,10 @@ def _field(fields: list[str], i: int) -> str | None:
 
 def infer_epoch_step(curves: Iterable[RecordedCurve]) -> float:
     """E, the epochs per iteration: the median spacing between consecutive recorded epochs."""
+    curves = list(curves)
     steps = np.concatenate([np.diff(c.epochs) for c in curves])
+    if not len(steps):  # one point per model: the first epoch is one step
+        return float(round(min(float(c.epochs[0]) for c in curves), 9))
     return float(round(statistics.median(steps.tolist()), 9))
 
 

@@ -124,6 +124,22 @@ def fixed_budget_curve(curves: Sequence[RecordedCurve], *, E: float, e_max: floa
     return out
 
 
+def adaptive_budget_curve(curves: Sequence[RecordedCurve], *, E: float, e_max: float, num_classes: int | None,
+                          monitor: str | None = None, steps: int = 8) -> list[dict[str, Any]]:
+    """`adaptive` under `--budget B` for B from the first decision point (c_min points) to half of e_max: what
+    each budget costs (every network counted) and the ranking it buys."""
+    from peng4nn.analyzer import EstimatorSettings
+
+    first = EstimatorSettings(E=E, e_max=e_max).c_min * E
+    budgets = sorted({round(float(b), 2) for b in np.linspace(first, max(first, e_max / 2), steps)})
+    out = []
+    for budget in budgets:
+        factory = policy_factory("adaptive", estimator={"E": E, "e_max": e_max}, num_classes=num_classes,
+                                 budget=budget)
+        out.append({"budget": budget, "summary": summarize(replay(curves, factory, e_max=e_max, monitor=monitor))})
+    return out
+
+
 @dataclass
 class ReportResult:
     results: dict[str, Any]
@@ -158,10 +174,19 @@ def build_report(curves_path: str | Path, out_dir: str | Path, *, num_classes: i
                             "stop_reasons": _reason_counts(outcomes[run.key]),
                             "replay_s": round(time.perf_counter() - started, 3)}
     budget = fixed_budget_curve(curves, E=E, e_max=e_max, monitor=monitor)
+    adaptive_budgets = adaptive_budget_curve(curves, E=E, e_max=e_max, num_classes=num_classes, monitor=monitor)
     engine = outcomes.get(ENGINE_KEY) or next(iter(outcomes.values()))
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = _draw_figures(curves, engine, entries, budget, out_dir, e_max, num_classes) if figures_available() else {}
+    figures: dict[str, Path] = {}
+    if figures_available():
+        from peng4nn import figures as charts
+
+        figures = _draw_figures(curves, engine, entries, budget, out_dir, e_max, num_classes)
+        figures["budget"] = charts.budget_curve(
+            [(b["budget"], b["summary"]["mean_epochs"], b["summary"]["overlap"]["20"]) for b in adaptive_budgets],
+            [(b["k"], b["summary"]["mean_epochs"], b["summary"]["overlap"]["20"]) for b in budget],
+            out_dir / "budget_curve.png")
     results = {
         "title": title or f"{len(curves)} recorded curves from {curves_path.name}",
         "curves": str(curves_path),
@@ -175,6 +200,7 @@ def build_report(curves_path: str | Path, out_dir: str | Path, *, num_classes: i
         "paper_claims": {k: list(v) if isinstance(v, tuple) else v for k, v in PAPER_CLAIMS.items()},
         "policies": entries,
         "fixed_budget": budget,
+        "adaptive_budget": adaptive_budgets,
         "engine_models": [_outcome_row(o) for o in engine],
         "figures": {k: p.name for k, p in figures.items()},
         "notes": [*curves[0].file_notes, *missing_extras_notes()],
@@ -308,8 +334,17 @@ def render_markdown(results: dict[str, Any]) -> str:
         q = b["summary"]
         lines.append(f"| {b['k']} | {_pct(q['epochs_saved_mean'])} | {q['throughput_gain']:.2f}x | "
                      f"{q['overlap']['20']:.2f} | {q['mean_acc_diff']['20']:.2f} | {q['regret_at_1']:.2f} |")
+    if results.get("adaptive_budget"):
+        lines += ["", "## adaptive under a budget: mean epochs per network, every network counted", "",
+                  "| budget B | mean epochs | overlap 20% | regret@1 | estimate error (all / top 20%) |",
+                  "|---|---|---|---|---|"]
+        for b in results["adaptive_budget"]:
+            q = b["summary"]
+            lines.append(f"| {b['budget']:g} | {q['mean_epochs']:.2f} | {q['overlap']['20']:.2f} | "
+                         f"{q['regret_at_1']:.2f} | {q['mae']:.2f} / {q['mae_top']['20']:.2f} |")
     figs = results["figures"]
     captions = {
+        "budget": "adaptive --budget B against the fixed budget: overlap of the best 20% per mean epochs spent",
         "frontier": "Epochs saved versus overlap of the best 20%: every policy, the fixed budget as a curve",
         "fig5": "Fig. 5: share of models by epochs saved (PEng4NN versus MENNDL), mean dashed",
         "fig7": "Fig. 7: PEng4NN estimate versus actual maximum accuracy, best 20% of each ranking marked",
@@ -317,7 +352,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "fig4": "Fig. 4: one network's curve, the predictive function at the stop and the convergence epoch",
     }
     lines += ["", "## Figures", ""]
-    for key in ("frontier", "fig5", "fig7", "fig8", "fig4"):
+    for key in ("frontier", "budget", "fig5", "fig7", "fig8", "fig4"):
         if key in figs:
             lines += [f"**{captions[key]}**", "", f"![{key}]({figs[key]})", ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -14,7 +14,7 @@ from peng4nn.report import build_report, fixed_budget_curve
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data" / "penguin-cifar100-sample.csv"  # the shipped copy of ../shared/data/
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-FIGURES = ("fig4", "fig5", "fig7", "fig8", "frontier")
+FIGURES = ("fig4", "fig5", "fig7", "fig8", "frontier", "budget")
 
 
 def _is_png(path: Path) -> bool:
@@ -45,8 +45,14 @@ def test_report_writes_results_markdown_and_every_figure(sample_report):
     assert saved["policies"]["menndl"]["summary"]["epochs_saved_mean"] == 0.0
     assert saved["policies"]["menndl"]["summary"]["throughput_gain"] == 1.0
     assert [b["k"] for b in saved["fixed_budget"]] == list(range(1, 21))
+    budgets = saved["adaptive_budget"]
+    assert budgets[0]["budget"] == 1.5 and budgets[-1]["budget"] == 10.0  # c_min points of E = 0.5 .. e_max / 2
+    # Three networks cannot repay the references a budget buys on credit (tests/test_adaptive.py checks the
+    # budget on searches long enough to); the mean still falls as the budget does.
+    means = [b["summary"]["mean_epochs"] for b in budgets]
+    assert means[0] <= means[-1]
     text = (out / "report.md").read_text()
-    for heading in ("Table IV", "Table V", "Every policy", "Fixed budget", "Figures"):
+    for heading in ("Table IV", "Table V", "Every policy", "Fixed budget", "under a budget", "Figures"):
         assert heading in text
     for name in saved["figures"].values():
         assert f"]({name})" in text

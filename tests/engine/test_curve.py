@@ -154,12 +154,15 @@ def test_backends_agree_on_a_clean_curve():
     np.testing.assert_allclose(fast.predict(EPOCHS), reference.predict(EPOCHS), atol=0.1)
 
 
-def test_fast_fits_where_curve_fit_raises():
+def test_fast_fits_a_zigzag_at_least_as_well_as_curve_fit():
+    """curve_fit needs thousands of evaluations here (with SciPy's default budget it raised); the fast
+    back-end's exact search is never worse."""
     y = np.array([10.0, 60.0, 20.0, 70.0, 15.0, 65.0])
     reference = fit_curve(EPOCHS[:6], y, "scipy")
-    assert isinstance(reference, FitFailed) and "curve_fit failed" in reference.reason
     fast = fit_curve(EPOCHS[:6], y, "fast")
     assert fast.ok and np.isfinite(fast.ssr)
+    if not isinstance(reference, FitFailed):
+        assert fast.ssr <= reference.ssr * (1 + 1e-9)
     # The best constant is a valid member of the family: fast must do at least as well.
     assert fast.ssr <= float(np.sum((y - y.mean()) ** 2)) * (1 + 1e-9)
 

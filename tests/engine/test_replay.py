@@ -275,3 +275,14 @@ def test_a_point_a_policy_refuses_names_model_line_and_epoch(tmp_path):
     assert (err.model, err.line, err.epoch) == ("a", 2, 0.5)
     assert "val_loss is required" in err.message
     assert curves[1].line_of(0) == 6  # blank line skipped, line numbers kept
+
+
+def test_the_paper_policy_with_curve_fit_reproduces_the_authors_published_run():
+    """TauferLab/PENGUIN's TestRun.md on the shipped sample: stops at 4.0, 3.0 and 8.5 epochs, and the
+    never-learner's estimate a = 2.0336. It needs curve_fit to be allowed to finish (SCIPY_MAX_EVALUATIONS):
+    with SciPy's default budget it gives up on 4 of the never-learner's first 8 prefixes and stops at 5.5."""
+    curves = read_curves(SAMPLE)
+    outcomes = replay(curves, policy_factory("paper", estimator={"E": 0.5}, num_classes=100, backend="scipy"))
+    assert [o.stop_epoch for o in outcomes] == [4.0, 3.0, 8.5]
+    assert all(o.converged for o in outcomes)
+    assert outcomes[1].estimate == pytest.approx(2.0336, abs=5e-5)
