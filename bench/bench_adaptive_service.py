@@ -27,8 +27,8 @@ def serve(redis_url: str):
     import uvicorn
 
     from peng4nn_service.app import create_app
-    from peng4nn_store.settings import Settings
     from peng4nn_store.embedded import free_port
+    from peng4nn_store.settings import Settings
 
     port = free_port()
     app = create_app(Settings(redis_url=redis_url, quota_requests_per_s=0))  # measure the policy, not the quota

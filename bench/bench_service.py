@@ -196,8 +196,8 @@ def publisher(redis_url: str, job_ids: list[str], rounds: int, interval: float, 
     from redis import Redis
 
     from peng4nn.jobs import EVENT_ITERATION, JobStatus
-    from peng4nn_store.job_store import JobStore
     from peng4nn_store.encoding import dumps
+    from peng4nn_store.job_store import JobStore
 
     store = JobStore(Redis.from_url(redis_url, decode_responses=True), 3600)
     start.wait()
@@ -219,9 +219,9 @@ def breakdown(redis_url: str, n: int = 2000) -> dict:
     from rq import Queue
 
     from peng4nn.jobs import JobCreate
-    from peng4nn_store.settings import Settings
     from peng4nn_service.jobs import submit_jobs, validate_job
     from peng4nn_store.job_store import JobStore
+    from peng4nn_store.settings import Settings
 
     settings = Settings(redis_url=redis_url, queue_name="bench-breakdown")
     redis = Redis.from_url(redis_url, decode_responses=True)

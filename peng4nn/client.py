@@ -36,6 +36,7 @@ from peng4nn.analyzer import Decision
 from peng4nn.backoff import Attempts, Backoff, parse_retry_after
 from peng4nn.jobs import (
     EVENT_RESULT,
+    TERMINAL_STATUSES,
     DatasetsPublic,
     JobAccepted,
     JobCreate,
@@ -45,7 +46,6 @@ from peng4nn.jobs import (
     JobsPublic,
     JobStatus,
     ResultEventData,
-    TERMINAL_STATUSES,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8000"

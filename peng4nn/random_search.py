@@ -20,7 +20,7 @@ import asyncio
 import sys
 
 from peng4nn import defaults
-from peng4nn.client import DEFAULT_URL, AsyncClient, ApiError
+from peng4nn.client import DEFAULT_URL, ApiError, AsyncClient
 from peng4nn.datasets import dataset_info
 from peng4nn.search_space import CPU_RANGES, random_cnn
 

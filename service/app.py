@@ -17,17 +17,17 @@ from rq import Queue
 
 from peng4nn import __version__
 from peng4nn_service.access import AccessGuard
-from peng4nn_store.settings import Settings, get_settings
+from peng4nn_service.curve_sessions import CurveSessions
 from peng4nn_service.errors import install_error_handlers
 from peng4nn_service.fast_path import FastPaths
+from peng4nn_service.fit_batching import FitBatcher
 from peng4nn_service.middleware import BodySizeLimit
 from peng4nn_service.quotas import ActiveJobs, RateLimiter, StreamSlots
-from peng4nn_service.curve_sessions import CurveSessions
-from peng4nn_service.fit_batching import FitBatcher
 from peng4nn_service.routes import curves, datasets, health, jobs
 from peng4nn_store.job_store import JobStore
 from peng4nn_store.maintenance import run_maintenance
 from peng4nn_store.queue import make_queue
+from peng4nn_store.settings import Settings, get_settings
 
 STREAM_POOL_SPARE = 4
 """Connections the streams' pool has beyond one per open stream (its expiry checks)."""

@@ -17,11 +17,11 @@ from redis.asyncio import Redis as AsyncRedis
 from rq import Queue
 
 from peng4nn_service.access import PUBLIC_OWNER, authenticate, owner_id  # noqa: F401  (re-exported)
-from peng4nn_store.settings import Settings
 from peng4nn_service.errors import error_responses
 from peng4nn_service.json_body import StrictJSONRoute
 from peng4nn_service.quotas import ActiveJobs, StreamSlots
 from peng4nn_store.job_store import JobStore
+from peng4nn_store.settings import Settings
 
 
 async def get_app_settings(request: Request) -> Settings:

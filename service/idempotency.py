@@ -20,8 +20,8 @@ from redis import Redis
 
 from peng4nn.jobs import JobAccepted, JobCreate
 from peng4nn_service.errors import IdempotencyKeyReused, StateConflict
-from peng4nn_store.job_store import JobStore
 from peng4nn_store import keys
+from peng4nn_store.job_store import JobStore
 
 HEADER = "Idempotency-Key"
 KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"

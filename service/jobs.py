@@ -18,6 +18,7 @@ from rq import Callback, Queue, Retry
 
 from peng4nn.datasets import DATASET_NAMES, dataset_info
 from peng4nn.jobs import (
+    TERMINAL_STATUSES,
     IterationPublic,
     JobAccepted,
     JobCreate,
@@ -26,20 +27,19 @@ from peng4nn.jobs import (
     JobStatus,
     ResultEventData,
     ResultPublic,
-    TERMINAL_STATUSES,
     job_links,
 )
 from peng4nn.policies import PolicyConfigError, make_policy
 from peng4nn.spec import SpecError, SpecLimits, analyze_spec, check_schedule
-from peng4nn_store.settings import Settings
-from peng4nn_service.errors import InvalidInput, JobNotFound, QuotaExceeded, StateConflict
 from peng4nn_service import idempotency
+from peng4nn_service.errors import InvalidInput, JobNotFound, QuotaExceeded, StateConflict
 from peng4nn_service.idempotency import AlreadyClaimed, Claim
 from peng4nn_service.quotas import ActiveJobs
+from peng4nn_store.encoding import now
 from peng4nn_store.job_store import JobStore
 from peng4nn_store.keys import index_key, record_key
-from peng4nn_store.encoding import now
 from peng4nn_store.queue import ON_FAILURE, RUN_JOB
+from peng4nn_store.settings import Settings
 
 MAX_ITERATIONS_PER_JOB = 10_000
 """Most iterations (e_max / E) one job may run: each is an event kept on its stream until it expires."""

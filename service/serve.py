@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
     settings = _settings(args.host)
     import uvicorn
 
-    from peng4nn_store.embedded import EmbeddedRedis, EmbeddedRedisError
     from peng4nn_service.supervisor import Supervisor
+    from peng4nn_store.embedded import EmbeddedRedis, EmbeddedRedisError
 
     redis_url = args.redis_url or os.environ.get("REDIS_URL") or os.environ.get("PENG4NN_REDIS_URL")
     embedded = None

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 from redis import Redis
 
-from peng4nn.jobs import EVENT_RESULT, EVENT_STATUS, JobStatus, TERMINAL_STATUSES
+from peng4nn.jobs import EVENT_RESULT, EVENT_STATUS, TERMINAL_STATUSES, JobStatus
 from peng4nn_store.encoding import clean_json, dumps, hash_field, now, text
 from peng4nn_store.keys import ALL_OWNERS, STATS_KEY, index_key_template, record_key, stream_key
 

@@ -17,10 +17,11 @@ from peng4nn.jobs import JobCreate
 from peng4nn.replay import policy_factory, read_curves, replay
 from peng4nn.synthetic_curves import POPULATIONS, generate_population, write_csv
 from peng4nn_service.deps import PUBLIC_OWNER, owner_id
-from tests.conftest import TINY_CNN, tiny_job, wait_for
 from peng4nn_store import searches
 from peng4nn_store.encoding import clean_json
 from peng4nn_worker.tasks import _finish_in_search, _policy
+from tests.conftest import TINY_CNN, tiny_job, wait_for
+
 
 def listed(search: str, owner: str = PUBLIC_OWNER) -> str:
     """The Redis list of a search's finished networks (searches are per owner)."""

@@ -24,9 +24,9 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from peng4nn.policies import make_policy
-from tests.conftest import tiny_job, wait_for
 from peng4nn_store.embedded import EmbeddedRedis, free_port
 from peng4nn_store.keys import reservations_key
+from tests.conftest import tiny_job, wait_for
 
 A, B, C = "token-a", "token-b", "token-c"
 TOKENS = f"{A},{B},{C}"

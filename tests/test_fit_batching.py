@@ -10,8 +10,8 @@ import pytest
 
 from peng4nn.curve import fit_many
 from peng4nn.policies import make_policy
-from peng4nn_service.curve_schemas import ObservationPoint
 from peng4nn.synthetic_curves import POPULATIONS, generate_population
+from peng4nn_service.curve_schemas import ObservationPoint
 from peng4nn_service.fit_batching import FitBatcher, prefitted
 
 

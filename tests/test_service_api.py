@@ -10,8 +10,8 @@ import sys
 import pytest
 from rq import Queue
 
-from tests.conftest import ROOT, TINY_CNN, tiny_job
 from peng4nn_store.embedded import free_port
+from tests.conftest import ROOT, TINY_CNN, tiny_job
 
 
 def test_submit_answers_202_with_id_links_and_cost(api, redis_conn):

@@ -11,11 +11,11 @@ import json
 import pytest
 from redis import Redis
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 from redis.exceptions import AuthenticationError, ResponseError
+from redis.retry import Retry
 
-from tests.conftest import TINY_CNN, make_settings, tiny_job
 from peng4nn_store.embedded import EmbeddedRedis, free_port
+from tests.conftest import TINY_CNN, make_settings, tiny_job
 
 JSON = {"content-type": "application/json"}
 

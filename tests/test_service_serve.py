@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from peng4nn.client import Client
-from tests.conftest import PENG4NN_COMMAND, TEST_ENV, TINY_CNN, wait_for
 from peng4nn_store.embedded import free_port
+from tests.conftest import PENG4NN_COMMAND, TEST_ENV, TINY_CNN, wait_for
 
 
 @pytest.mark.timeout(120)

@@ -8,8 +8,8 @@ import torch
 from peng4nn.analyzer import Reason
 from peng4nn.datasets import load_dataset
 from peng4nn.policies import make_policy
-from peng4nn.spec import SpecError
 from peng4nn.results import IterationEvent, TrainResult
+from peng4nn.spec import SpecError
 from peng4nn.train import BatchOrder, train_and_estimate
 
 SENSIBLE_CNN = {

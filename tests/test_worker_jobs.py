@@ -8,9 +8,9 @@ import signal
 
 from redis import Redis
 
+from peng4nn_store.job_store import JobStore
 from tests.conftest import tiny_job, wait_for
 from tests.test_service_api import _read_sse
-from peng4nn_store.job_store import JobStore
 
 
 def _status(http, job_id):

@@ -24,12 +24,12 @@ from rq import SimpleWorker
 from rq.worker import WorkerStatus
 
 from peng4nn.devices import check_device
-from peng4nn_store.settings import DEFAULT_WORKER_LEASE_S, Settings
-from peng4nn_worker import tasks
 from peng4nn_store.liveness import worker_ttl_s
 from peng4nn_store.maintenance import prune_indexes
-from peng4nn_worker.outage import OUTAGE_ERRORS, wait_for_redis
 from peng4nn_store.queue import SERIALIZER, TrustedJob, make_queue
+from peng4nn_store.settings import DEFAULT_WORKER_LEASE_S, Settings
+from peng4nn_worker import tasks
+from peng4nn_worker.outage import OUTAGE_ERRORS, wait_for_redis
 
 log = logging.getLogger("peng4nn.worker")
 

@@ -19,11 +19,11 @@ from rq.job import Job
 from peng4nn.datasets import dataset_info
 from peng4nn.jobs import EVENT_ITERATION, JobCreate, JobStatus
 from peng4nn.policies import StoppingPolicy, make_policy
-from peng4nn_store.settings import get_settings
 from peng4nn_store import searches
+from peng4nn_store.encoding import clean_json, dumps, now, text
 from peng4nn_store.job_store import JobStore
 from peng4nn_store.keys import networks_key, record_key
-from peng4nn_store.encoding import clean_json, dumps, now, text
+from peng4nn_store.settings import get_settings
 from peng4nn_worker.outage import RedisRetry
 
 log = logging.getLogger("peng4nn.worker")

@@ -23,8 +23,8 @@ from peng4nn_service.curve_schemas import (
 )
 from peng4nn_service.curve_sessions import CURVE_ID_PATTERN, CurveSessions
 from peng4nn_service.deps import OwnerDep, v1_router
-from peng4nn_service.fit_batching import FitBatcher, prefitted
 from peng4nn_service.errors import error_responses
+from peng4nn_service.fit_batching import FitBatcher, prefitted
 from peng4nn_service.quotas import check_points_per_post
 
 router = v1_router("/curves", "curves")

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from peng4nn.jobs import (
     EVENT_RESULT,
+    TERMINAL_STATUSES,
     JobAccepted,
     JobBatchCreate,
     JobCreate,
@@ -25,7 +26,6 @@ from peng4nn.jobs import (
     JobsPublic,
     JobStatus,
     ResultEventData,
-    TERMINAL_STATUSES,
 )
 from peng4nn_service import idempotency, jobs
 from peng4nn_service.deps import (
@@ -40,8 +40,8 @@ from peng4nn_service.deps import (
     StreamSlotsDep,
     v1_router,
 )
-from peng4nn_service.responses import model_response
 from peng4nn_service.errors import InvalidInput, StreamEnded, error_responses
+from peng4nn_service.responses import model_response
 from peng4nn_service.streams import StreamReader
 from peng4nn_store.keys import record_key, stream_key
 
