@@ -40,9 +40,19 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+DEMO_NEEDS = ("httpx", "fastapi", "uvicorn", "redis", "rq", "torch")
+"""What the demo runs: the client, the service and the workers' training (the service and train extras)."""
+
+
 def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise CliError(f"--workers must be at least 1; got {args.workers}")
+    import importlib.util
+
+    missing = [name for name in DEMO_NEEDS if importlib.util.find_spec(name) is None]
+    if missing:
+        raise CliError(f"the demo runs the service and trains networks: pip install 'peng4nn[service,train]' "
+                       f"(missing: {', '.join(missing)})")
     from peng4nn.policies import POLICY_NAMES
 
     if args.policy not in POLICY_NAMES:
