@@ -26,13 +26,14 @@ from peng4nn.synthetic_curves import POPULATIONS, generate_population
 def serve(redis_url: str):
     import uvicorn
 
-    from service.app import create_app
-    from service.config import Settings
-    from worker.embedded import free_port
+    from peng4nn_service.app import create_app
+    from peng4nn_store.embedded import free_port
+    from peng4nn_store.settings import Settings
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Settings(redis_url=redis_url)), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    app = create_app(Settings(redis_url=redis_url, quota_requests_per_s=0))  # measure the policy, not the quota
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=3))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -64,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     curves = generate_population(replace(POPULATIONS[args.population], n_models=args.models), seed=0)
 
-    from worker.embedded import EmbeddedRedis
+    from peng4nn_store.embedded import EmbeddedRedis
 
     with EmbeddedRedis() as redis:
         server, url = serve(redis.url)

@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_replay import synthetic_curves  # noqa: E402
 
 from peng4nn.policies import make_policy  # noqa: E402
-from worker.embedded import free_port  # noqa: E402
+from peng4nn_store.embedded import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -170,7 +170,9 @@ async def drive(port: int, sessions: int, duration: float, curves, no_fit: bool 
 
 
 def start_server(port: int, api_workers: int, env_extra: dict) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **env_extra}
+    # One load generator is one token: without this the per-token rate quota (docs/SECURITY.md) would be measured.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PENG4NN_QUOTA_REQUESTS_PER_S": "0",
+           "PENG4NN_QUOTA_SESSIONS": "0", **env_extra}
     env.pop("REDIS_URL", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "peng4nn.cli", "serve", "--workers", "0", "--port", str(port),

@@ -5,8 +5,8 @@ Measures, in one run:
      batched submission (POST /v1/jobs/batch) and a route without I/O (/v1/datasets) as the HTTP stack's floor;
   2. status reads/s and latency (GET /v1/jobs/{id});
   3. M concurrent SSE streams: delivery latency from the worker-side write (the same
-     `JobStore.apply` a worker calls) to the client having parsed the event, with the
-     default per-client XREAD and with the hub fan-out (``PENG4NN_SSE_FANOUT=hub``);
+     `JobStore.apply` a worker calls) to the client having parsed the event (one XREAD per
+     client; the hub fan-out it was compared with was removed, docs/BENCHMARKS.md keeps that run);
   4. where a submission's time goes, in-process: validation, the Redis transaction, and
      plain RQ ``enqueue`` (the obvious alternative) side by side.
 
@@ -196,7 +196,8 @@ def publisher(redis_url: str, job_ids: list[str], rounds: int, interval: float, 
     from redis import Redis
 
     from peng4nn.jobs import EVENT_ITERATION, JobStatus
-    from worker.events import JobStore, dumps
+    from peng4nn_store.encoding import dumps
+    from peng4nn_store.job_store import JobStore
 
     store = JobStore(Redis.from_url(redis_url, decode_responses=True), 3600)
     start.wait()
@@ -218,9 +219,9 @@ def breakdown(redis_url: str, n: int = 2000) -> dict:
     from rq import Queue
 
     from peng4nn.jobs import JobCreate
-    from service.config import Settings
-    from service.jobs import submit_jobs, validate_job
-    from worker.events import JobStore
+    from peng4nn_service.jobs import submit_jobs, validate_job
+    from peng4nn_store.job_store import JobStore
+    from peng4nn_store.settings import Settings
 
     settings = Settings(redis_url=redis_url, queue_name="bench-breakdown")
     redis = Redis.from_url(redis_url, decode_responses=True)
@@ -242,7 +243,7 @@ def breakdown(redis_url: str, n: int = 2000) -> dict:
         "submit_jobs (validate + Lua create + RQ enqueue, 1 MULTI)": per_call(
             lambda: submit_jobs(store, queue, settings, "bench", [create])),
         "plain RQ queue.enqueue (no record, no stream)": per_call(
-            lambda: queue.enqueue("worker.tasks.run_job", "x", job_timeout=60, result_ttl=60, failure_ttl=60)),
+            lambda: queue.enqueue("peng4nn_worker.tasks.run_job", "x", job_timeout=60, result_ttl=60, failure_ttl=60)),
         "redis PING round trip": per_call(lambda: redis.ping()),
     }
     queue.empty()
@@ -252,24 +253,37 @@ def breakdown(redis_url: str, n: int = 2000) -> dict:
 # --------------------------------------------------------------------------- driver
 
 
+UNLIMITED = {"PENG4NN_QUOTA_ACTIVE_JOBS": "0", "PENG4NN_QUOTA_REQUESTS_PER_S": "0", "PENG4NN_QUOTA_OPEN_STREAMS": "0",
+             "PENG4NN_STREAM_POOL_SIZE": "5000"}
+"""One load generator is one token: the per-token quotas (docs/SECURITY.md) would measure themselves."""
+
+CHECKED = {"PENG4NN_QUOTA_ACTIVE_JOBS": str(10**9), "PENG4NN_QUOTA_REQUESTS_PER_S": str(10**9),
+           "PENG4NN_QUOTA_REQUEST_BURST": str(10**9), "PENG4NN_QUOTA_OPEN_STREAMS": str(10**6)}
+"""`--quota-cost`: every quota checked on every request, with limits this run never reaches."""
+
+
 def start_serve(port: int, api_workers: int, **extra_env: str) -> tuple[subprocess.Popen, str]:
+    import secrets
+
+    password = secrets.token_hex(16)  # the bench writes worker-side events straight to the embedded Redis
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PENG4NN_REDIS_URL")}
-    env.update(extra_env)
+    env.update(UNLIMITED, PENG4NN_REDIS_PASSWORD=password, **extra_env)
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.Popen(
         [sys.executable, "-c", "import sys; from peng4nn.cli import main; sys.exit(main())", "serve",
          "--port", str(port), "--workers", "0", "--api-workers", str(api_workers), "--log-level", "error"],
         env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
     banner = proc.stderr.readline()
-    redis_url = banner.rsplit(" at ", 1)[1].split(";")[0].strip()
+    redis_port = banner.rsplit("redis://127.0.0.1:", 1)[1].split("/")[0]
+    redis_url = f"redis://:{password}@127.0.0.1:{redis_port}/0"
     import httpx
 
-    for _ in range(400):
+    for _ in range(400):  # no workers here: /healthz says 503 no_workers; the API is up when it answers at all
         if proc.poll() is not None:
             raise RuntimeError(f"peng4nn serve exited with code {proc.returncode}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                break
+            httpx.get(f"http://127.0.0.1:{port}/healthz")
+            break
         except httpx.TransportError:
             time.sleep(0.05)
     return proc, redis_url
@@ -305,7 +319,7 @@ async def sse_phase(args, host: str, port: int, redis_url: str) -> dict:
     from redis import Redis
 
     from peng4nn.jobs import JobStatus
-    from worker.events import JobStore
+    from peng4nn_store.job_store import JobStore
 
     conn = await Conn(host, port).open()
     stream_ids: list[str] = []
@@ -342,6 +356,35 @@ async def sse_phase(args, host: str, port: int, redis_url: str) -> dict:
     }
 
 
+def quota_cost(args) -> int:
+    """What the per-token quota checks cost a submission and a read: the same phases, checks off and on."""
+    global SERVE_PID
+    body = json.dumps(JOB).encode()
+    rows = {}
+    for label, env in (("quotas off", {}), ("quotas checked", CHECKED)):
+        proc, _ = start_serve(args.port, args.api_workers, **env)
+        SERVE_PID = proc.pid
+        try:
+            asyncio.run(closed_loop("127.0.0.1", args.port, args.clients, 1.0, lambda i, n: ("POST", "/v1/jobs", body)))
+            for phase, request in (("POST /v1/jobs", lambda i, n: ("POST", "/v1/jobs", body)),
+                                   ("GET /v1/datasets", lambda i, n: ("GET", "/v1/datasets", b""))):
+                rows[(phase, label)] = asyncio.run(closed_loop("127.0.0.1", args.port, args.clients, args.duration,
+                                                               request))
+        finally:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(30)
+    print(f"\nquota checks: {args.clients} clients, {args.duration:g} s per phase, --api-workers {args.api_workers}")
+    print(f"{'phase':<36} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'API cpu':>9} {'Redis cpu':>9}")
+    for (phase, label), r in rows.items():
+        print(f"{phase + ', ' + label:<36} {r['rate']:>8.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+              f"{r['api_cpu_ms']:>7.3f}ms {r['redis_cpu_ms']:>7.3f}ms")
+    for phase in ("POST /v1/jobs", "GET /v1/datasets"):
+        off, on = rows[(phase, "quotas off")], rows[(phase, "quotas checked")]
+        print(f"ratio {phase}: API+Redis cpu checked / off = "
+              f"{(on['api_cpu_ms'] + on['redis_cpu_ms']) / (off['api_cpu_ms'] + off['redis_cpu_ms']):.2f}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients (default 32)")
@@ -352,13 +395,16 @@ def main(argv=None) -> int:
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between rounds (default 0.5)")
     parser.add_argument("--api-workers", type=int, default=1, help="API processes of peng4nn serve (default 1)")
     parser.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
-    parser.add_argument("--no-hub", action="store_true", help="skip the hub fan-out comparison run")
     parser.add_argument("--sse-only", action="store_true", help="run only the SSE phases")
+    parser.add_argument("--quota-cost", action="store_true",
+                        help="only: submissions and reads with the quota checks off, then on (limits never reached)")
     args = parser.parse_args(argv)
     if not args.port:
-        from worker.embedded import free_port
+        from peng4nn_store.embedded import free_port
 
         args.port = free_port()
+    if args.quota_cost:
+        return quota_cost(args)
 
     load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
     global SERVE_PID
@@ -372,15 +418,6 @@ def main(argv=None) -> int:
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(30)
-    if not args.no_hub:
-        proc, redis_url = start_serve(args.port, args.api_workers, PENG4NN_SSE_FANOUT="hub")
-        SERVE_PID = proc.pid
-        try:
-            results[f"SSE {args.streams} streams, hub fan-out"] = asyncio.run(
-                sse_phase(args, "127.0.0.1", args.port, redis_url))
-        finally:
-            os.killpg(proc.pid, signal.SIGINT)
-            proc.wait(30)
 
     print(f"\npeng4nn serve --workers 0 --api-workers {args.api_workers}; {args.clients} clients; "
           f"{os.cpu_count()} cores; load generator on the same machine")
@@ -403,9 +440,6 @@ def main(argv=None) -> int:
     print("\nper submission, in-process (no HTTP):")
     for name, us in results["breakdown_us"].items():
         print(f"  {name:<58} {us:8.0f} us")
-    sse = [r for name, r in results.items() if name.startswith("SSE")]
-    if len(sse) == 2:
-        print(f"  ratio: SSE p99 hub / XREAD-per-client = {sse[1]['p99_ms'] / sse[0]['p99_ms']:.2f}")
     b = results["breakdown_us"]
     if not b:
         return 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Literal
@@ -16,6 +18,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from peng4nn import defaults
 from peng4nn.curve import CurveFit, PrefixFitCache, fit_curve, get_backend
 
 #: Percentage points above chance accuracy still counted as "never learned".
@@ -24,19 +27,29 @@ NEVER_LEARN_MARGIN = 1.0
 #: Tolerance when comparing epochs (half-epoch steps accumulate float error).
 EPOCH_TOLERANCE = 1e-9
 
+#: Largest e_max, E and L a setting may name (a service lowers e_max further per job).
+MAX_EPOCHS = 10_000.0
+
+#: Smallest E: the trainer resolves an iteration to 1/1000 of an epoch.
+MIN_E = 0.001
+
 
 class EstimatorSettings(BaseModel):
-    """Parameters of Algorithm 2, named by the paper's symbols (Table II)."""
+    """Parameters of Algorithm 2, named by the paper's symbols (Table II).
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Every number must be finite and within bounds no real search needs to exceed (MAX_EPOCHS
+    and the ``le=`` limits below, docs/SECURITY.md): a setting that passes here can be run.
+    """
 
-    N: int = Field(3, ge=1, description="Number of most recent predictions that must agree.")
-    E: float = Field(0.5, gt=0, description="Epochs trained per iteration.")
-    e_max: float = Field(20, gt=0, description="Maximum epochs a model trains.")
-    t: float = Field(0.5, ge=0, description="Allowed spread of the last N predictions around their centre (points).")
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    N: int = Field(defaults.N, ge=1, le=1000, description="Number of most recent predictions that must agree.")
+    E: float = Field(defaults.E, ge=MIN_E, le=MAX_EPOCHS, description="Epochs trained per iteration.")
+    e_max: float = Field(defaults.E_MAX, gt=0, le=MAX_EPOCHS, description="Maximum epochs a model trains.")
+    t: float = Field(defaults.T, ge=0, le=100, description="Allowed spread of the last N predictions around their centre (points).")
     loss_check: bool = Field(False, description="The paper's LOSS flag: for never-learn predictions, require a stalled validation loss.")
-    L: float = Field(5, gt=0, description="Epochs over which the minimum validation loss must not have decreased.")
-    c_min: int = Field(3, ge=3, description="Fewest points a curve is fitted on.")
+    L: float = Field(defaults.L, gt=0, le=MAX_EPOCHS, description="Epochs over which the minimum validation loss must not have decreased.")
+    c_min: int = Field(defaults.C_MIN, ge=3, le=1000, description="Fewest points a curve is fitted on.")
     never_learn: float | None = Field(
         None,
         ge=0,
@@ -83,18 +96,23 @@ class Reason(str, Enum):
 
 @dataclass(frozen=True)
 class Decision:
-    """What the engine says after one validation point."""
+    """What the engine says after one validation point.
 
-    epoch: float
-    prediction: float | None
-    a: float | None
-    b: float | None
-    c: float | None
-    converged: bool
-    stop: bool
-    estimate: float | None
-    reason: Reason
-    interval: tuple[float, float] | None = None
+    The one declaration of a decision: the API's and the SDK's wire models are derived from these
+    fields and their descriptions (`peng4nn.jobs.DecisionPublic`, `IterationPublic`)."""
+
+    epoch: float = field(metadata={"description": "Epochs trained when the decision was made."})
+    prediction: float | None = field(metadata={"description": "Asymptote a of the latest fit, when a fit was made."})
+    a: float | None = field(metadata={"description": "Fitted a of f(x) = a - b^(c - x) (the predicted final accuracy)."})
+    b: float | None = field(metadata={"description": "Fitted b."})
+    c: float | None = field(metadata={"description": "Fitted c."})
+    converged: bool = field(metadata={"description": "The prediction is stable (Algorithm 2)."})
+    stop: bool = field(metadata={"description": "Training should stop now; stays true once given."})
+    estimate: float | None = field(
+        metadata={"description": "Predicted final accuracy (percent) when stop is true (at e_max: the best seen)."})
+    reason: Reason = field(metadata={"description": "Why the decision says what it says."})
+    interval: tuple[float, float] | None = field(
+        default=None, metadata={"description": "[lo, hi] of the estimate, when the policy gives one (adaptive)."})
 
     def to_dict(self) -> dict:
         # A flat copy (every field but `interval` is a scalar): `asdict`'s deep copy was ~4% of an observe post.
@@ -102,6 +120,14 @@ class Decision:
         d["reason"] = self.reason.value
         d["interval"] = list(self.interval) if self.interval is not None else None
         return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Decision":
+        """The inverse of `to_dict` (a decision read back from the API or Redis)."""
+        values = {name: data.get(name) for name in _DECISION_FIELDS}
+        values["reason"] = Reason(values["reason"])
+        values["interval"] = tuple(values["interval"]) if values["interval"] is not None else None
+        return cls(**values)
 
 
 _DECISION_FIELDS = tuple(f.name for f in fields(Decision))
@@ -175,6 +201,18 @@ class StoppingPolicy(ABC):
         #: What the NAS knows about this network (peng4nn.network_info.NetworkInfo), when given.
         self.network = None
 
+    def accepts_known_fits(self, n_points: int) -> bool:
+        """Whether a fit of its first ``n_points`` points made elsewhere (a batch of several curves, a
+        curve's prefixes fitted at once) would stand in for its own: see `known_fits`. The base: never."""
+        return False
+
+    @contextmanager
+    def known_fits(self, fits) -> Iterator[None]:
+        """Within the block, decisions use ``fits.lookup(epochs, accuracies)`` (an exact fit of exactly
+        those points, or None) before fitting themselves; the decisions are the same, only cheaper.
+        A policy that does not fit curves ignores it."""
+        yield
+
     @property
     def E(self) -> float:
         return self._E
@@ -227,7 +265,7 @@ class PredictionAnalyzer(StoppingPolicy):
         settings: EstimatorSettings | dict | None = None,
         *,
         num_classes: int | None = None,
-        backend: str = "fast",
+        backend: str = defaults.BACKEND,
         fit_cache: PrefixFitCache | None = None,
     ):
         """`fit_cache`: fits of a curve known in advance (replay); used only for the points seen so far."""
@@ -245,6 +283,21 @@ class PredictionAnalyzer(StoppingPolicy):
         if fit_cache is not None and fit_cache.backend != backend:
             raise ValueError(f"fit_cache was built with backend {fit_cache.backend!r}, the analyzer uses {backend!r}")
         self.fit_cache = fit_cache
+
+    def accepts_known_fits(self, n_points: int) -> bool:
+        return self.backend == "fast" and self.fit_cache is None and n_points >= self.settings.c_min
+
+    @contextmanager
+    def known_fits(self, fits) -> Iterator[None]:
+        if fits.backend != self.backend or self.fit_cache is not None:  # not ours to use, or one is in place
+            yield
+            return
+        self.fit_cache = fits
+        try:
+            yield
+        finally:
+            if self.fit_cache is fits:
+                self.fit_cache = None
 
     def _check_losses(self, val_loss: float | None, train_loss: float | None) -> None:
         if self.settings.loss_check and (val_loss is None or not math.isfinite(val_loss)):

@@ -1,8 +1,10 @@
 """The `peng4nn` command.
 
-Each sub-command lives in its own module under `peng4nn.commands` exposing
-`add_parser(subparsers)` and `run(args) -> int`; modules are imported only when
-listed here so that `peng4nn --help` stays fast (no torch import).
+Each sub-command lives in a module exposing `add_parser(subparsers)` and `run(args) -> int`: the
+library's own under `peng4nn.commands` (listed in `COMMANDS`), the adapters' (``serve``, ``worker``)
+registered as entry points of the group ``peng4nn.commands``, so the library never imports them.
+Modules import their heavy dependencies inside `run`, so `peng4nn --help` stays fast (no torch),
+and a command whose extra is not installed says which one instead of a traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from importlib.metadata import entry_points
 
 from peng4nn import __version__
 
@@ -18,8 +21,6 @@ COMMANDS: dict[str, str] = {
     "replay": "replay",
     "random-arch": "random_arch",
     "estimate": "estimate",
-    "serve": "serve",
-    "worker": "worker",
     "experiment": "experiment",
     "report": "report",
     "demo": "demo",
@@ -28,6 +29,17 @@ COMMANDS: dict[str, str] = {
     "watch": "watch",
     "cancel": "cancel",
 }
+
+ENTRY_POINT_GROUP = "peng4nn.commands"
+"""Where the adapters register their commands (pyproject.toml)."""
+
+EXTRA_OF_MODULE: dict[str, str] = {
+    "torch": "train", "torchvision": "train", "sklearn": "train", "mlxtend": "train", "pandas": "train",
+    "tqdm": "train", "fastapi": "service", "starlette": "service", "uvicorn": "service", "redis": "service",
+    "rq": "service", "pydantic_settings": "service", "httpx": "client", "matplotlib": "figures",
+    "optuna": "optuna",
+}
+"""Which extra installs a missing top-level module, for the one-line error a command gives instead."""
 
 EXIT_USAGE = 2
 
@@ -56,15 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"peng4nn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
-        try:
-            module = importlib.import_module(f"peng4nn.commands.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"peng4nn.commands.{module_name}":
-                continue  # command not built yet
-            raise
-        module.add_parser(sub)
+    for module_name in COMMANDS.values():
+        importlib.import_module(f"peng4nn.commands.{module_name}").add_parser(sub)
+    for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        entry.load().add_parser(sub)
     return parser
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The one-line message for a dependency of an extra that is not installed (None: another error)."""
+    top = (exc.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    if extra is None:
+        return None
+    return f"this needs the {top} package: pip install 'peng4nn[{extra}]'"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except CliError as exc:
         print(f"peng4nn {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ModuleNotFoundError as exc:
+        message = missing_extra(exc)
+        if message is None:
+            raise
+        print(f"peng4nn {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

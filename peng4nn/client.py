@@ -26,15 +26,17 @@ import json
 import os
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 
-from peng4nn.analyzer import Decision, Reason
+from peng4nn.analyzer import Decision
 from peng4nn.backoff import Attempts, Backoff, parse_retry_after
 from peng4nn.jobs import (
     EVENT_RESULT,
+    TERMINAL_STATUSES,
     DatasetsPublic,
     JobAccepted,
     JobCreate,
@@ -44,7 +46,6 @@ from peng4nn.jobs import (
     JobsPublic,
     JobStatus,
     ResultEventData,
-    TERMINAL_STATUSES,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -125,6 +126,16 @@ def _raise_for(response: httpx.Response) -> None:
 # --------------------------------------------------------------------------- shared pieces
 
 
+def _search(search: str | None, search_id: str | None) -> str | None:
+    """``submit(search_id=...)``, the old name, still works and says it is deprecated."""
+    if search_id is None:
+        return search
+    warnings.warn("submit(search_id=...) is deprecated: use search=...", DeprecationWarning, stacklevel=3)
+    if search is not None and search != search_id:
+        raise ValueError("give search (search_id is its deprecated old name), not both")
+    return search_id
+
+
 def _job_body(architecture: Any, dataset: str, **options: Any) -> dict[str, Any]:
     """A validated submission body (invalid input fails here, before any request)."""
     if hasattr(architecture, "to_dict"):
@@ -197,6 +208,16 @@ def _submission_headers(idempotency_key: str | None) -> dict[str, str]:
     return {IDEMPOTENCY_HEADER: idempotency_key or uuid.uuid4().hex}
 
 
+def _health_answer(response: httpx.Response) -> bool:
+    """``/healthz``'s 200 and its 503 ``no_workers`` are answers (the API is up and says how it is)."""
+    if response.status_code == 200:
+        return True
+    try:
+        return response.status_code == 503 and response.json().get("status") == "no_workers"
+    except (ValueError, AttributeError):
+        return False
+
+
 # --------------------------------------------------------------------------- blocking client
 
 
@@ -221,7 +242,8 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def _request(self, method: str, path: str, *, safe: bool | None = None, **kwargs: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, *, safe: bool | None = None,
+                 is_answer: Callable[[httpx.Response], bool] | None = None, **kwargs: Any) -> httpx.Response:
         """One request, retried while `Backoff` allows when it is ``safe`` to repeat (default: GET)."""
         safe = method == "GET" if safe is None else safe
         attempts = self.backoff.attempts()
@@ -231,6 +253,8 @@ class Client:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TransportError as error:
                 exc = error
+            if exc is None and is_answer is not None and is_answer(response):
+                return response
             if exc is None and response.status_code not in RETRY_STATUSES:
                 _raise_for(response)
                 return response
@@ -244,14 +268,15 @@ class Client:
 
     def submit(self, architecture: Any, dataset: str, *, policy: str | None = None,
                policy_params: dict | None = None, estimator: Any = None, seed: int | None = None,
-               shadow: bool | None = None, search_id: str | None = None, label: str | None = None,
-               idempotency_key: str | None = None) -> JobAccepted:
-        """Queue one network; returns its id and links.
+               shadow: bool | None = None, search: str | None = None, label: str | None = None,
+               idempotency_key: str | None = None, search_id: str | None = None) -> JobAccepted:
+        """Queue one network; returns its id and links. ``search``: the search it belongs to (``search_id`` is
+        its deprecated old name).
 
         Safe to retry: the request carries ``idempotency_key`` (a fresh one per call by default), and the
         service answers a repeat with the job the first one created (409 if the body differs)."""
         body = _job_body(architecture, dataset, policy=policy, policy_params=policy_params, estimator=estimator,
-                         seed=seed, shadow=shadow, search_id=search_id, label=label)
+                         seed=seed, shadow=shadow, search=_search(search, search_id), label=label)
         response = self._request("POST", "/v1/jobs", json=body, headers=_submission_headers(idempotency_key),
                                  safe=True)
         return JobAccepted.model_validate(response.json())
@@ -279,15 +304,17 @@ class Client:
         return DatasetsPublic.model_validate(self._request("GET", "/v1/datasets").json())
 
     def health(self) -> dict[str, Any]:
-        return self._request("GET", "/healthz").json()
+        return self._request("GET", "/healthz", is_answer=_health_answer).json()
 
     def observe(self, estimator: Any = None, *, num_classes: int | None = None, label: str | None = None,
                 policy: str | None = None, policy_params: dict | None = None,
-                search: str | None = None) -> "CurveSession":
+                search: str | None = None, schedule: Any = None, network: Any = None) -> "CurveSession":
         """Open an observe-mode session for a network you train yourself (see `CurveSession`).
 
-        ``policy="adaptive"`` with a ``search`` id ranks the network against that search's other networks."""
-        body = _curve_body(estimator, num_classes, label, policy, policy_params, search)
+        ``policy="adaptive"`` with a ``search`` id ranks the network against that search's other networks.
+        ``schedule``: its `peng4nn.schedule.LRSchedule` when known in advance; ``network``: its
+        `peng4nn.network_info.NetworkInfo` (either may be a dict of the same fields)."""
+        body = _curve_body(estimator, num_classes, label, policy, policy_params, search, schedule, network)
         return CurveSession(self, self._request("POST", "/v1/curves", json=body).json()["id"])
 
     def wait(self, job_id: str, timeout: float | None = None, poll_s: float = 0.5) -> JobPublic:
@@ -366,7 +393,8 @@ class AsyncClient:
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def _request(self, method: str, path: str, *, safe: bool | None = None, **kwargs: Any) -> httpx.Response:
+    async def _request(self, method: str, path: str, *, safe: bool | None = None,
+                       is_answer: Callable[[httpx.Response], bool] | None = None, **kwargs: Any) -> httpx.Response:
         safe = method == "GET" if safe is None else safe
         attempts = self.backoff.attempts()
         while True:
@@ -375,6 +403,8 @@ class AsyncClient:
                 response = await self._http.request(method, path, **kwargs)
             except httpx.TransportError as error:
                 exc = error
+            if exc is None and is_answer is not None and is_answer(response):
+                return response
             if exc is None and response.status_code not in RETRY_STATUSES:
                 _raise_for(response)
                 return response
@@ -388,10 +418,11 @@ class AsyncClient:
 
     async def submit(self, architecture: Any, dataset: str, *, policy: str | None = None,
                      policy_params: dict | None = None, estimator: Any = None, seed: int | None = None,
-                     shadow: bool | None = None, search_id: str | None = None,
-                     label: str | None = None, idempotency_key: str | None = None) -> JobAccepted:
+                     shadow: bool | None = None, search: str | None = None,
+                     label: str | None = None, idempotency_key: str | None = None,
+                     search_id: str | None = None) -> JobAccepted:
         body = _job_body(architecture, dataset, policy=policy, policy_params=policy_params, estimator=estimator,
-                         seed=seed, shadow=shadow, search_id=search_id, label=label)
+                         seed=seed, shadow=shadow, search=_search(search, search_id), label=label)
         response = await self._request("POST", "/v1/jobs", json=body, headers=_submission_headers(idempotency_key),
                                        safe=True)
         return JobAccepted.model_validate(response.json())
@@ -417,13 +448,13 @@ class AsyncClient:
         return DatasetsPublic.model_validate((await self._request("GET", "/v1/datasets")).json())
 
     async def health(self) -> dict[str, Any]:
-        return (await self._request("GET", "/healthz")).json()
+        return (await self._request("GET", "/healthz", is_answer=_health_answer)).json()
 
     async def observe(self, estimator: Any = None, *, num_classes: int | None = None, label: str | None = None,
                       policy: str | None = None, policy_params: dict | None = None,
-                      search: str | None = None) -> "AsyncCurveSession":
-        """Open an observe-mode session (see `AsyncCurveSession`)."""
-        body = _curve_body(estimator, num_classes, label, policy, policy_params, search)
+                      search: str | None = None, schedule: Any = None, network: Any = None) -> "AsyncCurveSession":
+        """Open an observe-mode session (see `AsyncCurveSession` and `Client.observe`)."""
+        body = _curve_body(estimator, num_classes, label, policy, policy_params, search, schedule, network)
         response = await self._request("POST", "/v1/curves", json=body)
         return AsyncCurveSession(self, response.json()["id"])
 
@@ -481,30 +512,28 @@ class AsyncClient:
 
 
 def _curve_body(estimator: Any, num_classes: int | None, label: str | None, policy: str | None = None,
-                policy_params: dict | None = None, search: str | None = None) -> dict[str, Any]:
-    if hasattr(estimator, "model_dump"):
-        estimator = estimator.model_dump(mode="json", exclude_unset=True)
-    body = {"estimator": estimator, "num_classes": num_classes, "label": label, "policy": policy,
-            "policy_params": policy_params, "search": search}
+                policy_params: dict | None = None, search: str | None = None, schedule: Any = None,
+                network: Any = None) -> dict[str, Any]:
+    body = {"estimator": _model_json(estimator), "num_classes": num_classes, "label": label, "policy": policy,
+            "policy_params": policy_params, "search": search, "schedule": _model_json(schedule),
+            "network": _model_json(network)}
     return {k: v for k, v in body.items() if v is not None}
 
 
+def _model_json(value: Any) -> Any:
+    """A pydantic model as the fields it was given (so the service fills its own defaults); else as is."""
+    return value.model_dump(mode="json", exclude_unset=True) if hasattr(value, "model_dump") else value
+
+
 def _point(epoch: float, val_acc: float, val_loss: float | None = None,
-           train_loss: float | None = None) -> dict[str, Any]:
-    point = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss, "train_loss": train_loss}
+           train_loss: float | None = None, lr: float | None = None) -> dict[str, Any]:
+    point = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss, "train_loss": train_loss, "lr": lr}
     return {k: v for k, v in point.items() if v is not None}
 
 
 def _points_body(points: Iterable[dict | tuple]) -> dict[str, Any]:
-    """``{"points": [...]}`` from dicts or ``(epoch, val_acc[, val_loss[, train_loss]])`` tuples."""
+    """``{"points": [...]}`` from dicts or ``(epoch, val_acc[, val_loss[, train_loss[, lr]]])`` tuples."""
     return {"points": [_point(**p) if isinstance(p, dict) else _point(*p) for p in points]}
-
-
-def _decision(data: dict[str, Any]) -> Decision:
-    interval = data.get("interval")
-    return Decision(epoch=data["epoch"], prediction=data["prediction"], a=data["a"], b=data["b"], c=data["c"],
-                    converged=data["converged"], stop=data["stop"], estimate=data["estimate"],
-                    reason=Reason(data["reason"]), interval=tuple(interval) if interval is not None else None)
 
 
 class CurveSession:
@@ -516,15 +545,16 @@ class CurveSession:
         self.url = f"/v1/curves/{curve_id}"
 
     def observe(self, epoch: float, val_acc: float, val_loss: float | None = None,
-                train_loss: float | None = None) -> Decision:
-        """Post one point (epoch increasing, accuracy in percent); ConflictError for a stale epoch."""
-        return self.observe_many([(epoch, val_acc, val_loss, train_loss)])
+                train_loss: float | None = None, lr: float | None = None) -> Decision:
+        """Post one point (epoch increasing, accuracy in percent, ``lr`` the rate that trained towards it);
+        ConflictError for a stale epoch."""
+        return self.observe_many([(epoch, val_acc, val_loss, train_loss, lr)])
 
     def observe_many(self, points: Iterable[dict | tuple]) -> Decision:
         """Post several points at once (all or nothing); the decision after the last."""
         data = self.client._request("POST", f"{self.url}/observations", json=_points_body(points)).json()
         self.n_points = data["n_points"]
-        return _decision(data)
+        return Decision.from_dict(data)
 
     def get(self) -> dict[str, Any]:
         """Every point with its decision, the latest and the first stopping decision."""
@@ -543,14 +573,14 @@ class AsyncCurveSession:
         self.url = f"/v1/curves/{curve_id}"
 
     async def observe(self, epoch: float, val_acc: float, val_loss: float | None = None,
-                      train_loss: float | None = None) -> Decision:
-        return await self.observe_many([(epoch, val_acc, val_loss, train_loss)])
+                      train_loss: float | None = None, lr: float | None = None) -> Decision:
+        return await self.observe_many([(epoch, val_acc, val_loss, train_loss, lr)])
 
     async def observe_many(self, points: Iterable[dict | tuple]) -> Decision:
         response = await self.client._request("POST", f"{self.url}/observations", json=_points_body(points))
         data = response.json()
         self.n_points = data["n_points"]
-        return _decision(data)
+        return Decision.from_dict(data)
 
     async def get(self) -> dict[str, Any]:
         return (await self.client._request("GET", self.url)).json()

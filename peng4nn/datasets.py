@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from peng4nn import defaults
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -370,7 +372,7 @@ class DatasetTensors:
         return self.x_train.device
 
 
-def load_dataset(name: str | os.PathLike, *, device: "str | torch.device", E: float = 0.5, batch_size: int,
+def load_dataset(name: str | os.PathLike, *, device: "str | torch.device", E: float = defaults.E, batch_size: int,
                  data_root: str | os.PathLike | None = None, download: bool = False,
                  val_fraction: float | None = None, normalize: bool = True) -> DatasetTensors:
     """Load ``name`` onto ``device`` (see module docstring).

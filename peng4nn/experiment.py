@@ -29,6 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from peng4nn import defaults
+
 __all__ = ["CURVE_COLUMNS", "ExperimentConfig", "ExperimentError", "ModelRecord", "completed_models",
            "run_experiment", "train_one_model"]
 
@@ -49,8 +51,8 @@ class ExperimentConfig:
 
     dataset: str
     models: int
-    e_max: float = 20.0
-    E: float = 0.5
+    e_max: float = defaults.E_MAX
+    E: float = defaults.E
     seed: int = 0
     preset: str = "cpu"
     """Base ranges of the generator: 'cpu' (small nets) or 'paper' (the published ranges)."""

@@ -3,19 +3,24 @@
 Pure pydantic (no fastapi, redis or torch) so that ``peng4nn.client`` returns the
 same typed objects the service validates and serves. The request reuses the
 library's own models as they are: ``ArchSpec`` for the network and
-``EstimatorSettings`` for the estimator overrides.
+``EstimatorSettings`` for the estimator overrides. What the engine answers is not
+declared again here: `DecisionPublic`, `IterationPublic` and `ResultPublic` are derived
+from the engine's `Decision`, `IterationEvent` and `TrainResult` (`wire_model`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator
 
-from peng4nn.analyzer import EstimatorSettings
+from peng4nn.analyzer import Decision, EstimatorSettings
 from peng4nn.policies import default_policy, require_search
+from peng4nn.results import IterationEvent, TrainResult
 from peng4nn.spec import ArchSpec
 
 
@@ -45,6 +50,31 @@ EVENT_RESULT = "result"
 EVENT_TYPES = (EVENT_STATUS, EVENT_ITERATION, EVENT_RESULT)
 
 
+SEARCH_MAX_LENGTH = 128
+"""Longest search name (it becomes part of a Redis key)."""
+
+
+def search_field() -> Any:
+    """The ``search`` field of jobs and curve sessions alike: the same name and rule on both."""
+    return Field(
+        None, min_length=1, max_length=SEARCH_MAX_LENGTH, validate_default=True,
+        description="The search this network belongs to (any name its networks share, per API token): the adaptive "
+        "policy ranks the network against the search's other networks, jobs and curve sessions alike, learning "
+        "from each one that has finished. Required with policy adaptive.",
+    )
+
+
+def renamed_search(data: Any) -> Any:
+    """A job's ``search_id`` (the old name of ``search``, deprecated) read as ``search``; both at once is refused."""
+    if not isinstance(data, dict) or data.get("search_id") is None:
+        return data
+    if data.get("search") is not None and data["search"] != data["search_id"]:
+        raise ValueError("give search (search_id is its deprecated old name), not both")
+    data = dict(data)
+    data["search"] = data.pop("search_id")
+    return data
+
+
 class JobCreate(BaseModel):
     """One network to train and estimate."""
 
@@ -54,7 +84,7 @@ class JobCreate(BaseModel):
     dataset: str = Field(min_length=1, max_length=64, description="A name from GET /v1/datasets.")
     policy: str | None = Field(
         None, min_length=1, max_length=32,
-        description="Stopping policy: paper, menndl, patience, fixed or adaptive. Default: adaptive when search_id "
+        description="Stopping policy: paper, menndl, patience, fixed or adaptive. Default: adaptive when search "
         "is given (the job is ranked against its search), else paper.",
     )
     policy_params: dict[str, float | int | str | bool] = Field(
@@ -63,24 +93,27 @@ class JobCreate(BaseModel):
     estimator: EstimatorSettings | None = Field(None, description="Overrides of the estimator settings (paper symbols).")
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Overrides architecture.training.seed.")
     shadow: bool = Field(False, description="Train to e_max anyway, recording where the engine would have stopped.")
+    search: str | None = search_field()
     search_id: str | None = Field(
-        None, max_length=128, validate_default=True,
-        description="Groups jobs of one search: the adaptive policy ranks the job against the search's other "
-        "networks (jobs and curve sessions with this search id), learning from each one that has finished. "
-        "Required with policy adaptive.",
-    )
+        None, min_length=1, max_length=SEARCH_MAX_LENGTH, exclude=True, deprecated=True,
+        description="Deprecated: the old name of search (still accepted; give one or the other).")
     label: str | None = Field(None, max_length=256, description="Free text shown back with the job.")
 
-    @field_validator("search_id")
+    @model_validator(mode="before")
+    @classmethod
+    def _old_search_name(cls, data: Any) -> Any:
+        return renamed_search(data)
+
+    @field_validator("search")
     @classmethod
     def _search_for_search_policies(cls, value: str | None, info: ValidationInfo) -> str | None:
-        require_search(info.data.get("policy"), value, "search_id")
+        require_search(info.data.get("policy"), value, "search")
         return value
 
     @model_validator(mode="after")
     def _default_policy(self) -> "JobCreate":
         if self.policy is None:
-            self.policy = default_policy(self.search_id is not None)
+            self.policy = default_policy(self.search is not None)
         return self
 
 
@@ -114,50 +147,38 @@ class JobsAccepted(BaseModel):
     count: int
 
 
-class IterationPublic(BaseModel):
-    """One training iteration (E epochs) and the engine's decision after it."""
+def wire_model(name: str, doc: str, *sources: type, lenient: bool = False, **config: Any) -> type[BaseModel]:
+    """A pydantic model with the fields of the dataclasses ``sources`` (in order; a field whose metadata says
+    ``wire: False``, or that holds another source, is left out), their types and descriptions.
 
-    model_config = ConfigDict(extra="allow")
+    ``lenient``: every field may be missing (a partial event from an older worker still reads)."""
+    definitions: dict[str, Any] = {}
+    for source in sources:
+        hints = typing.get_type_hints(source)
+        for f in dataclasses.fields(source):
+            if f.metadata.get("wire", True) is False or hints[f.name] in sources or f.name in definitions:
+                continue
+            annotation = hints[f.name]
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif lenient:
+                default = False if annotation is bool else None
+                annotation = annotation if annotation is bool else annotation | None
+            else:
+                default = ...
+            definitions[f.name] = (annotation, Field(default, description=f.metadata.get("description")))
+    return create_model(name, __doc__=doc, __config__=ConfigDict(**config) if config else None, **definitions)
 
-    iteration: int
-    epoch: float
-    train_loss: float | None = None
-    val_acc: float | None = None
-    val_loss: float | None = None
-    elapsed_s: float | None = None
-    prediction: float | None = None
-    a: float | None = None
-    b: float | None = None
-    c: float | None = None
-    converged: bool = False
-    stop: bool = False
-    estimate: float | None = None
-    reason: str | None = None
-    interval: list[float] | None = None
 
+DecisionPublic = wire_model("DecisionPublic", "The engine's answer after a point (the library's `Decision`).",
+                            Decision)
 
-class ResultPublic(BaseModel):
-    """What training ended with."""
+IterationPublic = wire_model(
+    "IterationPublic", "One training iteration (E epochs) and the engine's decision after it.",
+    IterationEvent, Decision, lenient=True, extra="allow")
 
-    model_config = ConfigDict(extra="allow")
-
-    estimate: float | None = Field(None, description="Predicted final accuracy (percent) when the engine converged.")
-    converged: bool = False
-    stop_epoch: float | None = None
-    epochs_trained: float | None = None
-    reason: str | None = None
-    shadow_stop_epoch: float | None = None
-    shadow_estimate: float | None = None
-    shadow_converged: bool | None = Field(None, description="Shadow mode: whether the engine converged before e_max.")
-    shadow_reason: str | None = None
-    best_val_acc: float | None = None
-    final_val_acc: float | None = Field(None, description="Validation accuracy at the last trained epoch.")
-    interval: list[float] | None = Field(
-        None, description="[lo, hi] of the estimate, when the policy gives one (adaptive)."
-    )
-    shadow_interval: list[float] | None = Field(
-        None, description="Shadow mode: [lo, hi] of the estimate the engine would have stopped with."
-    )
+ResultPublic = wire_model("ResultPublic", "What training ended with (the trainer's `TrainResult`).", TrainResult,
+                          lenient=True, extra="allow")
 
 
 class StatusEventData(BaseModel):
@@ -190,7 +211,8 @@ class JobPublic(BaseModel):
     policy: str
     shadow: bool = False
     seed: int | None = None
-    search_id: str | None = None
+    search: str | None = None
+    search_id: str | None = Field(None, deprecated=True, description="Deprecated: the same as search (its old name).")
     label: str | None = None
     params: int | None = None
     flops: int | None = None

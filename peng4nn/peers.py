@@ -20,18 +20,14 @@ from __future__ import annotations
 import warnings
 from typing import Any, Callable
 
+from peng4nn import defaults
 from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, Reason, StoppingPolicy
-from peng4nn.policies import PolicyConfigError
+from peng4nn.policies import PEERS, PolicyConfigError
 
 __all__ = ["PEER_NAMES", "OptunaPrunerFactory", "OptunaTrialPolicy", "make_peer_factory"]
 
-#: Peer name -> what it runs (optuna's defaults unless parameters are given).
-PEER_DESCRIPTIONS: dict[str, str] = {
-    "optuna-median": "optuna.pruners.MedianPruner (defaults: n_startup_trials=5, n_warmup_steps=0)",
-    "optuna-sha": "optuna.pruners.SuccessiveHalvingPruner (defaults: min_resource='auto', reduction_factor=4)",
-    "optuna-patient": "optuna.pruners.PatientPruner wrapping MedianPruner (default patience: 1 epoch)",
-}
-PEER_NAMES: tuple[str, ...] = tuple(PEER_DESCRIPTIONS)
+PEER_NAMES: tuple[str, ...] = tuple(PEERS)
+"""The peers of the registry (`peng4nn.policies.PEERS`, with what each runs)."""
 
 #: Default patience of optuna-patient, in epochs (converted to steps of E epochs).
 DEFAULT_PATIENT_EPOCHS = 1.0
@@ -100,7 +96,7 @@ class OptunaTrialPolicy(StoppingPolicy):
 class OptunaPrunerFactory:
     """Holds one study; each call starts the next model's trial (call in model order, finish each model)."""
 
-    def __init__(self, peer: str, *, E: float = 0.5, e_max: float = 20, **params: Any):
+    def __init__(self, peer: str, *, E: float = defaults.E, e_max: float = defaults.E_MAX, **params: Any):
         import optuna
 
         if E <= 0:
@@ -125,6 +121,6 @@ class OptunaPrunerFactory:
         return OptunaTrialPolicy(self.study, self.study.ask(), name=self.name, E=self.E, e_max=self.e_max)
 
 
-def make_peer_factory(peer: str, *, E: float = 0.5, e_max: float = 20, **params: Any) -> Callable[..., StoppingPolicy]:
-    """A fresh factory (fresh study) for one replay of `peer`."""
+def make_peer_factory(peer: str, *, E: float = defaults.E, e_max: float = defaults.E_MAX, **params: Any) -> Callable[..., StoppingPolicy]:
+    """A fresh factory (fresh study) for one replay of `peer`; `peng4nn.policies.make_policy_factory` calls it."""
     return OptunaPrunerFactory(peer, E=E, e_max=e_max, **params)

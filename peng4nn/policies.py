@@ -1,8 +1,11 @@
 """Stopping policies behind one decision interface: PEng4NN's rule and the baselines it is judged against.
 
 Every policy is a `StoppingPolicy` (see analyzer.py): `observe(epoch, val_acc, val_loss,
-train_loss) -> Decision`. Names on the command line and in the API are the keys of
-`POLICIES`; `make_policy` builds one with validated parameters.
+train_loss) -> Decision`. This module is the one registry of them: `POLICIES` (one network at a
+time), `SEARCH_POLICIES` (learning across a search) and `PEERS` (Optuna's pruners, run as
+policies so replay judges them on the same curves). `make_policy` builds one network's policy,
+`make_policy_factory` a search's factory (one call per network) for any of those names; the
+CLI, replay, the report, the service, the workers and the plug-ins all build through these two.
 """
 
 from __future__ import annotations
@@ -12,8 +15,11 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from peng4nn import defaults
 from peng4nn.analyzer import (
     EPOCH_TOLERANCE,
+    MAX_EPOCHS,
+    MIN_E,
     CurvePoint,
     Decision,
     EstimatorSettings,
@@ -21,10 +27,12 @@ from peng4nn.analyzer import (
     Reason,
     StoppingPolicy,
 )
+from peng4nn.curve import PrefixFitCache
 
 __all__ = [
     "DEFAULT_LONE_POLICY",
     "DEFAULT_SEARCH_POLICY",
+    "PEERS",
     "POLICIES",
     "POLICY_NAMES",
     "FixedBudgetPolicy",
@@ -45,26 +53,28 @@ class PolicyConfigError(ValueError):
 
 
 class _BaselineSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Finite and bounded like `EstimatorSettings` (the same MIN_E and MAX_EPOCHS)."""
 
-    E: float = Field(0.5, gt=0, description="Epochs per iteration.")
-    e_max: float = Field(20, gt=0, description="Maximum epochs a model trains.")
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    E: float = Field(defaults.E, ge=MIN_E, le=MAX_EPOCHS, description="Epochs per iteration.")
+    e_max: float = Field(defaults.E_MAX, gt=0, le=MAX_EPOCHS, description="Maximum epochs a model trains.")
 
 
 class MenndlSettings(_BaselineSettings):
-    patience: float = Field(10, ge=0, description="Epochs without a new minimum loss before stopping.")
+    patience: float = Field(10, ge=0, le=MAX_EPOCHS, description="Epochs without a new minimum loss before stopping.")
     monitor: Literal["auto", "train_loss", "val_loss", "val_acc"] = Field(
         "auto", description="Signal watched; auto = train_loss if reported, else val_loss, else val_acc."
     )
 
 
 class PatienceSettings(_BaselineSettings):
-    patience: float = Field(5, ge=0, description="Epochs without improvement of val_acc before stopping.")
-    min_delta: float = Field(0.0, ge=0, description="Smallest increase of val_acc that counts as improvement.")
+    patience: float = Field(5, ge=0, le=MAX_EPOCHS, description="Epochs without improvement of val_acc before stopping.")
+    min_delta: float = Field(0.0, ge=0, le=100, description="Smallest increase of val_acc that counts as improvement.")
 
 
 class FixedSettings(_BaselineSettings):
-    k: float | None = Field(None, gt=0, description="Epochs every model trains; default e_max.")
+    k: float | None = Field(None, gt=0, le=MAX_EPOCHS, description="Epochs every model trains; default e_max.")
 
 
 class _BestAccuracyPolicy(StoppingPolicy):
@@ -210,17 +220,22 @@ POLICIES: dict[str, Callable[..., StoppingPolicy]] = {
 }
 POLICY_NAMES: tuple[str, ...] = tuple(POLICIES)
 
+#: Peer methods (optional extra ``peng4nn[optuna]``): name -> what it runs. Only factories exist for these
+#: (a pruner compares a trial with the study's others), built by `make_policy_factory` (peers.py).
+PEERS: dict[str, str] = {
+    "optuna-median": "optuna.pruners.MedianPruner (defaults: n_startup_trials=5, n_warmup_steps=0)",
+    "optuna-sha": "optuna.pruners.SuccessiveHalvingPruner (defaults: min_resource='auto', reduction_factor=4)",
+    "optuna-patient": "optuna.pruners.PatientPruner wrapping MedianPruner (default patience: 1 epoch)",
+}
+
 #: Policies that learn across the networks of one search: name -> builder of the search's factory.
 SEARCH_POLICIES: dict[str, Callable[..., Callable[..., StoppingPolicy]]] = {
     "adaptive": _adaptive_population,
 }
 
-#: The default for a network of a search (a replayed file, a job with a search_id, a session with a
-#: search): it ranks against the search and dominates `paper` on the evaluation runs (docs/ADAPTIVE.md).
-DEFAULT_SEARCH_POLICY = "adaptive"
-#: The default for a lone network: with nothing to rank against, adaptive's single-model rule ranks
-#: worse than `paper` on the evaluation runs (docs/ADAPTIVE.md, "Defaults").
-DEFAULT_LONE_POLICY = "paper"
+#: The defaults for a network of a search and for a lone one (`peng4nn.defaults`, where the reasons are).
+DEFAULT_SEARCH_POLICY = defaults.SEARCH_POLICY
+DEFAULT_LONE_POLICY = defaults.LONE_POLICY
 
 
 def require_search(policy: str | None, search: str | None, field: str) -> None:
@@ -248,11 +263,11 @@ def _validated(settings_cls: type[BaseModel], values: dict[str, Any], owner: str
 
 
 def make_policy(
-    name: str = "paper",
+    name: str = defaults.LONE_POLICY,
     *,
     estimator: EstimatorSettings | dict | None = None,
     num_classes: int | None = None,
-    backend: str = "fast",
+    backend: str = defaults.BACKEND,
     **params: Any,
 ) -> StoppingPolicy:
     """Build a fresh per-model policy. E and e_max of the baselines default to the estimator's."""
@@ -270,21 +285,30 @@ def make_policy_factory(
     *,
     estimator: EstimatorSettings | dict | None = None,
     num_classes: int | None = None,
-    backend: str = "fast",
+    backend: str = defaults.BACKEND,
     **params: Any,
 ) -> Callable[..., StoppingPolicy]:
     """A factory for one search: call it once per network, in arrival order, for that network's policy.
 
-    Population-aware policies (`SEARCH_POLICIES`) share what earlier networks showed through the
-    factory; the others get a fresh, independent policy per call. Bad names or parameters fail here.
+    Population-aware policies (`SEARCH_POLICIES`) and peers (`PEERS`) share what earlier networks showed
+    through the factory; the others get a fresh, independent policy per call. Bad names or parameters
+    fail here, not at the first network. Given the network's recorded curve (replay), the paper policy
+    fits all its prefixes in batches (`PrefixFitCache`): the same decisions at a fraction of the cost.
     """
-    make_policy(name, estimator=estimator, num_classes=num_classes, backend=backend, **params)  # validate now
+    if estimator is None or isinstance(estimator, dict):
+        estimator = _validated(EstimatorSettings, estimator or {}, "the estimator settings")
+    if name in PEERS:
+        from peng4nn.peers import make_peer_factory
+
+        return make_peer_factory(name, E=estimator.E, e_max=estimator.e_max, **params)
+    probe = make_policy(name, estimator=estimator, num_classes=num_classes, backend=backend, **params)  # validate now
     if name in SEARCH_POLICIES:
-        if estimator is None or isinstance(estimator, dict):
-            estimator = _validated(EstimatorSettings, estimator or {}, "the estimator settings")
         return SEARCH_POLICIES[name](estimator, num_classes, backend, params)
 
     def factory(curve: Any = None) -> StoppingPolicy:
+        if isinstance(probe, PredictionAnalyzer) and backend == "fast" and hasattr(curve, "val_acc"):
+            return PredictionAnalyzer(probe.settings, num_classes=num_classes, backend=backend,
+                                      fit_cache=PrefixFitCache(curve.epochs, curve.val_acc, backend))
         return make_policy(name, estimator=estimator, num_classes=num_classes, backend=backend, **params)
 
     return factory

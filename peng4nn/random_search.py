@@ -19,7 +19,8 @@ import argparse
 import asyncio
 import sys
 
-from peng4nn.client import DEFAULT_URL, AsyncClient, ApiError
+from peng4nn import defaults
+from peng4nn.client import DEFAULT_URL, ApiError, AsyncClient
 from peng4nn.datasets import dataset_info
 from peng4nn.search_space import CPU_RANGES, random_cnn
 
@@ -33,8 +34,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--e-max", type=float, default=10.0, help="epochs each network may train (default: 10)")
     parser.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the architecture draws (default: 0)")
-    parser.add_argument("--policy", default="paper",
-                        help="stopping policy of every job: paper, menndl, patience, fixed, adaptive (default: paper)")
+    parser.add_argument("--policy", default=defaults.LONE_POLICY,
+                        help="stopping policy of every job: paper, menndl, patience, fixed, adaptive "
+                             f"(default: {defaults.LONE_POLICY})")
     args = parser.parse_args(argv)
     if args.population < 1 or not 1 <= args.top_k <= args.population:
         parser.error("need population >= 1 and 1 <= top-k <= population")
@@ -60,7 +62,7 @@ async def search(args: argparse.Namespace) -> int:
     async with AsyncClient(args.url, args.token) as client:
         jobs = await client.submit_batch([
             {"architecture": spec.to_dict(), "dataset": args.dataset, "estimator": {"e_max": args.e_max},
-             "policy": args.policy, "shadow": True, "search_id": f"random-search-{args.seed}", "label": f"net{i}"}
+             "policy": args.policy, "shadow": True, "search": f"random-search-{args.seed}", "label": f"net{i}"}
             for i, spec in enumerate(specs)
         ])
         print(f"submitted {len(jobs)} networks to {client.base_url}; streaming predictions...", flush=True)

@@ -21,11 +21,11 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from peng4nn import metrics
-from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings, PredictionAnalyzer, Reason, StoppingPolicy
-from peng4nn.curve import MIN_POINTS, PrefixFitCache
+from peng4nn import defaults, metrics
+from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings, Reason, StoppingPolicy
+from peng4nn.curve import MIN_POINTS
 from peng4nn.network_info import NetworkInfo
-from peng4nn.policies import DEFAULT_SEARCH_POLICY, SEARCH_POLICIES, make_policy, make_policy_factory
+from peng4nn.policies import DEFAULT_SEARCH_POLICY, make_policy_factory
 from peng4nn.schedule import RateSchedule, TabulatedSchedule
 
 __all__ = [
@@ -454,32 +454,13 @@ def policy_factory(
     name: str = DEFAULT_SEARCH_POLICY,
     *,
     estimator: EstimatorSettings | dict | None = None,
-    backend: str = "fast",
+    backend: str = defaults.BACKEND,
     num_classes: int | None = None,
     **params: Any,
 ) -> PolicyFactory:
-    """A factory of fresh per-model policies by name; bad names or parameters fail here, not mid-replay.
-
-    One factory is one search: population-aware policies (`adaptive`) share what earlier models showed through it.
-    """
-    if name in SEARCH_POLICIES:
-        return make_policy_factory(name, estimator=estimator, num_classes=num_classes, backend=backend, **params)
-    probe = make_policy(name, estimator=estimator, num_classes=num_classes, backend=backend, **params)  # validate now
-
-    if isinstance(probe, PredictionAnalyzer):
-        settings = probe.settings
-
-        def factory(curve: RecordedCurve) -> StoppingPolicy:
-            # The paper policy gets the curve's prefix fits in batches: same rule, a fraction of the fitting cost.
-            cache = PrefixFitCache(curve.epochs, curve.val_acc, backend) if backend == "fast" else None
-            return PredictionAnalyzer(settings, num_classes=num_classes, backend=backend, fit_cache=cache)
-
-        return factory
-
-    def factory(curve: RecordedCurve) -> StoppingPolicy:
-        return make_policy(name, estimator=estimator, num_classes=num_classes, backend=backend, **params)
-
-    return factory
+    """A factory of fresh per-model policies by name (`peng4nn.policies.make_policy_factory`, the one
+    registry); bad names or parameters fail here, not mid-replay. One factory is one search."""
+    return make_policy_factory(name, estimator=estimator, num_classes=num_classes, backend=backend, **params)
 
 
 def run_policy(policy: StoppingPolicy, curve: RecordedCurve) -> tuple[Decision | None, list[Decision]]:
@@ -504,7 +485,7 @@ def replay(
     curves: Sequence[RecordedCurve],
     factory: PolicyFactory,
     *,
-    e_max: float = 20.0,
+    e_max: float = defaults.E_MAX,
     monitor: str | None = None,
     baseline_factory: PolicyFactory | None = None,
 ) -> list[ModelOutcome]:

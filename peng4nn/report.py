@@ -18,8 +18,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from peng4nn import defaults
 from peng4nn.curve import predictive_function
 from peng4nn.metrics import TOP_PERCENTS, summarize, top_count, top_indices
+from peng4nn.policies import PEERS
 from peng4nn.replay import (
     ModelOutcome,
     PolicyFactory,
@@ -40,7 +42,9 @@ PAPER_CLAIMS = {
     "overlap": (0.74, 0.97),
     "mean_acc_diff_max": 0.83,
 }
-OPTUNA_MISSING_NOTE = "Optuna's pruners were left out: the optuna package is not installed (pip install -e '.[optuna]')."
+FIGURES_MISSING_NOTE = "No figures: the matplotlib package is not installed (pip install 'peng4nn[figures]')."
+
+OPTUNA_MISSING_NOTE = "Optuna's pruners were left out: the optuna package is not installed (pip install 'peng4nn[optuna]')."
 #: The policy whose per-model results make Fig. 4, 5, 7, 8 and Tables IV and V.
 ENGINE_KEY = "paper"
 
@@ -57,12 +61,10 @@ class PolicyRun:
     make_factory: Callable[[], PolicyFactory]
 
 
-def standard_policies(*, E: float, e_max: float, num_classes: int | None, backend: str = "fast",
+def standard_policies(*, E: float, e_max: float, num_classes: int | None, backend: str = defaults.BACKEND,
                       has_val_loss: bool = True) -> list[PolicyRun]:
     """Every policy the report compares, in display order."""
-    from peng4nn.peers import PEER_DESCRIPTIONS, make_peer_factory
-
-    peers = PEER_DESCRIPTIONS if optuna_available() else {}
+    peers = PEERS if optuna_available() else {}
     estimator = {"E": E, "e_max": e_max}
 
     def named(name: str, estimator=estimator, **params) -> Callable[[], PolicyFactory]:
@@ -78,14 +80,9 @@ def standard_policies(*, E: float, e_max: float, num_classes: int | None, backen
         runs.append(PolicyRun("paper-loss", "PEng4NN (LOSS on)", "engine",
                               "Algorithm 2 with the LOSS check (L=5) for never-learn predictions",
                               named("paper", {**estimator, "loss_check": True})))
-    try:
-        from peng4nn.adaptive import AdaptivePopulation
-    except ImportError:  # pragma: no cover - the adaptive policy is optional
-        AdaptivePopulation = None
-    if AdaptivePopulation is not None:
-        runs.append(PolicyRun("adaptive", "adaptive (ranking-aware)", "engine",
-                              "ranking- and uncertainty-aware policy learning from earlier models of the search",
-                              lambda: AdaptivePopulation(estimator=estimator, num_classes=num_classes)))
+    runs.append(PolicyRun("adaptive", "adaptive (ranking-aware)", "engine",
+                          "ranking- and uncertainty-aware policy learning from earlier models of the search",
+                          named("adaptive")))
     runs += [
         PolicyRun("menndl", "MENNDL rule", "baseline", "stop when the minimum training loss has not decreased for "
                   "10 epochs (the baseline every saving is measured against)", named("menndl")),
@@ -93,13 +90,24 @@ def standard_policies(*, E: float, e_max: float, num_classes: int | None, backen
                   "EarlyStopping on val_acc, patience 5 epochs, min_delta 0", named("patience")),
     ]
     for peer, description in peers.items():
-        runs.append(PolicyRun(peer, peer, "peer", description,
-                              lambda peer=peer: make_peer_factory(peer, E=E, e_max=e_max)))
+        runs.append(PolicyRun(peer, peer, "peer", description, named(peer)))
     return runs
 
 
+def figures_available() -> bool:
+    """matplotlib is the ``figures`` extra; without it the report has its tables and says why no figures."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def missing_extras_notes() -> list[str]:
+    """What this install left out of the report, for its notes."""
+    return ([] if optuna_available() else [OPTUNA_MISSING_NOTE]) + ([] if figures_available() else [FIGURES_MISSING_NOTE])
+
+
 def optuna_available() -> bool:
-    """Optuna is an optional extra (`pip install -e '.[optuna]'`); without it the peers are left out."""
+    """Optuna is an optional extra (``peng4nn[optuna]``); without it the peers are left out, and the report says so."""
     import importlib.util
 
     return importlib.util.find_spec("optuna") is not None
@@ -141,7 +149,7 @@ class ReportResult:
 
 
 def build_report(curves_path: str | Path, out_dir: str | Path, *, num_classes: int | None = 10, E: float | None = None,
-                 e_max: float = 20.0, backend: str = "fast", title: str | None = None,
+                 e_max: float = defaults.E_MAX, backend: str = defaults.BACKEND, title: str | None = None,
                  policies: Sequence[PolicyRun] | None = None) -> ReportResult:
     """Replay every policy on the curves in `curves_path`; write results.json, report.md and figures to `out_dir`.
 
@@ -170,13 +178,15 @@ def build_report(curves_path: str | Path, out_dir: str | Path, *, num_classes: i
     engine = outcomes.get(ENGINE_KEY) or next(iter(outcomes.values()))
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = _draw_figures(curves, engine, entries, budget, out_dir, e_max, num_classes)
-    from peng4nn import figures as charts
+    figures: dict[str, Path] = {}
+    if figures_available():
+        from peng4nn import figures as charts
 
-    figures["budget"] = charts.budget_curve(
-        [(b["budget"], b["summary"]["mean_epochs"], b["summary"]["overlap"]["20"]) for b in adaptive_budgets],
-        [(b["k"], b["summary"]["mean_epochs"], b["summary"]["overlap"]["20"]) for b in budget],
-        out_dir / "budget_curve.png")
+        figures = _draw_figures(curves, engine, entries, budget, out_dir, e_max, num_classes)
+        figures["budget"] = charts.budget_curve(
+            [(b["budget"], b["summary"]["mean_epochs"], b["summary"]["overlap"]["20"]) for b in adaptive_budgets],
+            [(b["k"], b["summary"]["mean_epochs"], b["summary"]["overlap"]["20"]) for b in budget],
+            out_dir / "budget_curve.png")
     results = {
         "title": title or f"{len(curves)} recorded curves from {curves_path.name}",
         "curves": str(curves_path),
@@ -193,7 +203,7 @@ def build_report(curves_path: str | Path, out_dir: str | Path, *, num_classes: i
         "adaptive_budget": adaptive_budgets,
         "engine_models": [_outcome_row(o) for o in engine],
         "figures": {k: p.name for k, p in figures.items()},
-        "notes": [*curves[0].file_notes, *([] if optuna_available() else [OPTUNA_MISSING_NOTE])],
+        "notes": [*curves[0].file_notes, *missing_extras_notes()],
     }
     results_path = _write_text(out_dir / "results.json", json.dumps(results, indent=1) + "\n")
     report_path = _write_text(out_dir / "report.md", render_markdown(results))

@@ -395,14 +395,18 @@ def analyze_spec(spec: ArchSpec | dict, input_shape: Shape, num_classes: int,
 
 def check_schedule(spec: ArchSpec, e_max: float) -> None:
     """A schedule whose milestones or warm-up reach past the run is a mistake: name the field."""
-    schedule = spec.training.schedule
+    check_schedule_fits(spec.training.schedule, e_max, ("training", "schedule"))
+
+
+def check_schedule_fits(schedule: LRSchedule | None, e_max: float, loc: Loc) -> None:
+    """`LRSchedule.check_within` as a `SpecError` at ``loc`` + the field (milestones or warmup_epochs)."""
     if schedule is None:
         return
     try:
         schedule.check_within(e_max)
     except ValueError as exc:
         field_name = "warmup_epochs" if "warmup" in str(exc) else "milestones"
-        raise SpecError([{"loc": ("training", "schedule", field_name), "msg": str(exc)}]) from None
+        raise SpecError([{"loc": (*loc, field_name), "msg": str(exc)}]) from None
 
 
 def network_info(spec: ArchSpec, report: SpecReport) -> "NetworkInfo":

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from peng4nn import defaults
 from peng4nn.replay import RecordedCurve
 from peng4nn.schedule import LRSchedule
 
@@ -29,8 +30,8 @@ class PopulationSpec:
 
     n_models: int = 200
     num_classes: int = 10
-    e_max: float = 20.0
-    E: float = 0.5
+    e_max: float = defaults.E_MAX
+    E: float = defaults.E
     never_learn: float = 0.10
     late_bloom: float = 0.05
     overfit: float = 0.10

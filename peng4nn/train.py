@@ -17,91 +17,21 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, Reason, StoppingPolicy
+from peng4nn.analyzer import EPOCH_TOLERANCE, Reason, StoppingPolicy
 from peng4nn.datasets import DatasetTensors, load_dataset
 from peng4nn.model import build_model
 from peng4nn.policies import make_policy
+from peng4nn.results import IterationEvent, TrainResult
 from peng4nn.spec import ArchSpec, SpecLimits, analyze_spec, check_schedule, network_info
 
 MIN_EVAL_BATCH = 1024
 """Validation needs no gradients, so it runs in batches at least this large (fewer kernel launches)."""
-
-
-@dataclass
-class IterationEvent:
-    """One trained-and-validated iteration and what the engine made of it."""
-
-    iteration: int
-    epoch: float
-    train_loss: float
-    val_acc: float
-    """Percent."""
-    val_loss: float
-    decision: Decision
-    elapsed_s: float
-    """Wall time since training started (model built, data on device)."""
-    engine_s: float = 0.0
-    """Time spent inside ``policy.observe`` this iteration (curve fit + analyzer)."""
-    iteration_s: float = 0.0
-    """Wall time of this iteration: train + validate + engine."""
-    lr: float | None = None
-    """Learning rate of this iteration (the spec's rate times its schedule)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {"iteration": self.iteration, "epoch": self.epoch, "train_loss": self.train_loss,
-             "val_acc": self.val_acc, "val_loss": self.val_loss, "elapsed_s": self.elapsed_s,
-             "engine_s": self.engine_s, "iteration_s": self.iteration_s, "lr": self.lr}
-        decision = self.decision.to_dict()
-        for key in ("prediction", "a", "b", "c", "converged", "stop", "estimate", "reason", "interval"):
-            d[key] = decision.get(key)
-        return d
-
-
-@dataclass
-class TrainResult:
-    """How one model's run ended.
-
-    Without shadow mode the main fields are the engine's answer. In shadow mode
-    training always runs to e_max, so the main fields describe that full run
-    (estimate = best validation accuracy, as the paper reports at e_max) and the
-    ``shadow_*`` fields say where and with what estimate the engine would have stopped.
-    """
-
-    estimate: float | None
-    converged: bool
-    stop_epoch: float | None
-    """Epoch at which the run ended (the engine's stop, e_max, or the failure)."""
-    epochs_trained: float
-    reason: str
-    shadow_stop_epoch: float | None = None
-    shadow_estimate: float | None = None
-    shadow_converged: bool | None = None
-    shadow_reason: str | None = None
-    best_val_acc: float | None = None
-    device: str = "cpu"
-    interval: list[float] | None = None
-    """[lo, hi] of the engine's estimate when the policy gives one (the `adaptive` policy)."""
-    shadow_interval: list[float] | None = None
-    wall_s: float = 0.0
-    events: list[IterationEvent] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "estimate": self.estimate, "converged": self.converged, "stop_epoch": self.stop_epoch,
-            "epochs_trained": self.epochs_trained, "reason": self.reason,
-            "shadow_stop_epoch": self.shadow_stop_epoch, "shadow_estimate": self.shadow_estimate,
-            "shadow_converged": self.shadow_converged, "shadow_reason": self.shadow_reason,
-            "best_val_acc": self.best_val_acc, "device": self.device, "wall_s": self.wall_s,
-            "interval": self.interval, "shadow_interval": self.shadow_interval,
-            "events": [e.to_dict() for e in self.events],
-        }
 
 
 def default_device() -> torch.device:
@@ -358,7 +288,8 @@ class _Run:
         best = max((e.val_acc for e in events), default=None)
         final = self.policy.final
         result = TrainResult(estimate=None, converged=False, stop_epoch=epoch, epochs_trained=epoch,
-                             reason=Reason.MAX_EPOCHS.value, best_val_acc=best, device=str(self.device),
+                             reason=Reason.MAX_EPOCHS.value, best_val_acc=best,
+                             final_val_acc=events[-1].val_acc if events else None, device=str(self.device),
                              wall_s=wall_s, events=events)
         if shadow and final is not None:
             result.shadow_stop_epoch = final.epoch

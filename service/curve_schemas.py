@@ -1,8 +1,8 @@
 """Wire models of observe mode: curve sessions the caller trains itself and reports point by point.
 
 Pure pydantic. The request reuses the library's `EstimatorSettings` as it is, and a
-decision is the library's `Decision` field for field, so what the API answers is what
-`StoppingPolicy.observe()` returned.
+decision is `peng4nn.jobs.DecisionPublic`, derived from the library's `Decision`, so what the
+API answers is what `StoppingPolicy.observe()` returned.
 """
 
 from __future__ import annotations
@@ -11,8 +11,11 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from peng4nn.analyzer import Decision, EstimatorSettings, Reason
-from peng4nn.policies import default_policy, require_search
+from peng4nn.analyzer import EstimatorSettings
+from peng4nn.jobs import DecisionPublic, search_field
+from peng4nn.network_info import NetworkInfo
+from peng4nn.policies import DEFAULT_LONE_POLICY, default_policy, require_search
+from peng4nn.schedule import LRSchedule
 
 #: Most points one POST may carry (a whole e_max=20, E=0.5 curve is 40).
 MAX_POINTS_PER_POST = 1000
@@ -38,11 +41,15 @@ class CurveCreate(BaseModel):
     policy_params: dict[str, float | int | str | bool] = Field(
         default_factory=dict, description="Extra keyword arguments of the policy (e.g. top for adaptive)."
     )
-    search: str | None = Field(
-        None, min_length=1, max_length=128, validate_default=True,
-        description="The search this network belongs to: the adaptive policy ranks it against the search's other "
-        "networks (sessions and jobs with this search id), learning from each one that has finished. "
-        "Required with policy adaptive.",
+    search: str | None = search_field()
+
+    schedule: LRSchedule | None = Field(
+        None, description="The learning-rate schedule this network trains with, when known in advance: the "
+        "estimator sees its drops coming. Milestones and warm-up must end before the estimator's e_max.",
+    )
+    network: NetworkInfo | None = Field(
+        None, description="What the search knows about the network (size, depth, initial rate); population-learned "
+        "policies use it.",
     )
 
     @field_validator("search")
@@ -63,15 +70,27 @@ class CurveCreated(BaseModel):
     expires_in_s: float = Field(description="The session expires this long after its last change.")
 
 
+MIN_EPOCH = 1e-6
+"""Smallest epoch a point may have: the fit rescales epochs by the first one, so together with
+`MAX_EPOCH` this bounds the rescaled range (1e12) where the fit is exact and cannot overflow."""
+
+MAX_EPOCH = 1e6
+"""Largest epoch a point may have (no real training reports a million epochs)."""
+
+
 class ObservationPoint(BaseModel):
     """One validation point of the caller's own training."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    epoch: float = Field(gt=0, description="Epochs trained so far; must increase from point to point.")
-    val_acc: float = Field(ge=0, le=100, description="Validation accuracy in percent.")
-    val_loss: float | None = Field(None, description="Validation loss (needed when the estimator's loss_check is on).")
-    train_loss: float | None = Field(None, description="Training loss.")
+    epoch: float = Field(ge=MIN_EPOCH, le=MAX_EPOCH, strict=True,
+                         description="Epochs trained so far; must increase from point to point.")
+    val_acc: float = Field(ge=0, le=100, strict=True, description="Validation accuracy in percent.")
+    val_loss: float | None = Field(None, strict=True,
+                                   description="Validation loss (needed when the estimator's loss_check is on).")
+    train_loss: float | None = Field(None, strict=True, description="Training loss.")
+    lr: float | None = Field(None, ge=0, strict=True,
+                             description="Learning rate in force while training towards this point, when known.")
 
 
 class ObservationsCreate(BaseModel):
@@ -80,25 +99,6 @@ class ObservationsCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     points: list[ObservationPoint] = Field(min_length=1, max_length=MAX_POINTS_PER_POST)
-
-
-class DecisionPublic(BaseModel):
-    """The engine's answer after a point (the library's `Decision`)."""
-
-    epoch: float
-    prediction: float | None = Field(description="Asymptote a of the latest fit, when a fit was made.")
-    a: float | None
-    b: float | None
-    c: float | None
-    converged: bool = Field(description="The prediction is stable (Algorithm 2).")
-    stop: bool = Field(description="Training should stop now; stays true once given.")
-    estimate: float | None = Field(description="Predicted final accuracy (percent) when stop is true.")
-    reason: Reason
-    interval: list[float] | None = None
-
-    @classmethod
-    def of(cls, decision: Decision) -> "DecisionPublic":
-        return cls.model_validate(decision.to_dict())
 
 
 class ObservationResult(DecisionPublic):
@@ -112,6 +112,7 @@ class CurvePointPublic(BaseModel):
     val_acc: float
     val_loss: float | None = None
     train_loss: float | None = None
+    lr: float | None = None
     decision: DecisionPublic
 
 
@@ -122,9 +123,11 @@ class CurvePublic(BaseModel):
     label: str | None = None
     num_classes: int | None = None
     estimator: EstimatorSettings
-    policy: str = "paper"
+    policy: str = DEFAULT_LONE_POLICY
     policy_params: dict[str, float | int | str | bool] = Field(default_factory=dict)
     search: str | None = None
+    schedule: LRSchedule | None = None
+    network: NetworkInfo | None = None
     created_at: datetime
     expires_in_s: float | None = Field(description="Seconds until the session expires unless it changes.")
     n_points: int

@@ -30,28 +30,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio import Redis
 
-from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings, PredictionAnalyzer
+from peng4nn import defaults
+from peng4nn.analyzer import EPOCH_TOLERANCE, Decision, EstimatorSettings
 from peng4nn.curve import PrefixFitCache
-from peng4nn.policies import PolicyConfigError, StoppingPolicy, make_policy
-from service.curve_schemas import CurveCreate, CurvePointPublic, CurvePublic, DecisionPublic, ObservationPoint
-from service.errors import InvalidInput, NotFound, StateConflict
-from worker import searches
-from worker.events import clean_json, dumps, key
-
-DEFAULT_TTL_S = 24 * 3600.0
-"""A session untouched this long is deleted by Redis."""
-
-DEFAULT_CACHE_SIZE = 4096
-"""Policies each API process keeps; the least recently used are dropped and rebuilt when needed.
-
-A policy that has seen 40 points takes ~9 KB, so the cache stays under ~40 MB per process."""
-
-DEFAULT_MAX_POINTS = 1_000
-"""Points one session may hold: bounds memory and the cost of a replay (a fit per point)."""
+from peng4nn.network_info import NetworkInfo
+from peng4nn.policies import DEFAULT_LONE_POLICY, PolicyConfigError, StoppingPolicy, make_policy
+from peng4nn.schedule import LRSchedule
+from peng4nn.spec import SpecError, check_schedule_fits
+from peng4nn_service.curve_schemas import CurveCreate, CurvePointPublic, CurvePublic, DecisionPublic, ObservationPoint
+from peng4nn_service.errors import InvalidInput, NotFound, StateConflict
+from peng4nn_service.quotas import admit_session
+from peng4nn_store import searches
+from peng4nn_store.encoding import clean_json, dumps
+from peng4nn_store.keys import networks_key, points_key, session_key, sessions_quota_key
+from peng4nn_store.settings import DEFAULT_CURVE_CACHE_POINTS, Settings
 
 FITS_PER_SLICE = 4
 """Fits made before yielding to the event loop, so a long post or replay never stalls other requests."""
@@ -62,30 +56,12 @@ LOCK_STRIPES = 256
 COMMIT_ATTEMPTS = 5
 """Posts retried after another process wrote to the same session in between."""
 
-FIT_BACKEND = "fast"
+FIT_BACKEND = defaults.BACKEND
 """The API decides with the exact fast back-end (no queue hop)."""
-
-
-class CurveSettings(BaseSettings):
-    """Observe-mode knobs, read from ``PENG4NN_CURVE_*``."""
-
-    model_config = SettingsConfigDict(env_prefix="PENG4NN_CURVE_", extra="ignore", frozen=True)
-
-    ttl_s: float = Field(DEFAULT_TTL_S, gt=0, description="Sessions expire this long after their last change.")
-    cache_size: int = Field(DEFAULT_CACHE_SIZE, ge=0, description="Policies kept per process; 0 replays every post.")
-    max_points: int = Field(DEFAULT_MAX_POINTS, ge=1, description="Most points one session may hold.")
 
 
 CURVE_ID_PATTERN = r"^[0-9a-f]{24}$"
 """Session ids are 12 random bytes in hex; anything else never reaches a Redis key."""
-
-
-def session_key(curve_id: str) -> str:
-    return key("curve", curve_id)
-
-
-def points_key(curve_id: str) -> str:
-    return key("curve", curve_id, "points")
 
 
 # Append the points iff the session exists and holds exactly ARGV[1] points; refresh both TTLs.
@@ -126,11 +102,15 @@ class _Entry:
 
 
 class PolicyCache:
-    """Least-recently-used policies of one process, by session id."""
+    """Least-recently-used policies of one process, by session id, bounded in entries and in points."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, max_points: int = DEFAULT_CURVE_CACHE_POINTS):
         self.size = size
+        self.max_points = max_points
+        self.points = 0
+        """Points the cached policies hold now (their memory grows with it)."""
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._held: dict[str, int] = {}
 
     def get(self, curve_id: str) -> _Entry | None:
         entry = self._entries.get(curve_id)
@@ -141,13 +121,17 @@ class PolicyCache:
     def put(self, curve_id: str, entry: _Entry) -> None:
         if self.size == 0:
             return
+        self.drop(curve_id)
         self._entries[curve_id] = entry
-        self._entries.move_to_end(curve_id)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        self._held[curve_id] = entry.n_points
+        self.points += entry.n_points
+        while self._entries and (len(self._entries) > self.size or self.points > self.max_points):
+            oldest, _ = self._entries.popitem(last=False)
+            self.points -= self._held.pop(oldest)
 
     def drop(self, curve_id: str) -> None:
-        self._entries.pop(curve_id, None)
+        if self._entries.pop(curve_id, None) is not None:
+            self.points -= self._held.pop(curve_id)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -159,10 +143,10 @@ class CurveSessions:
     One instance per event loop (per app): its locks and cache are not thread-safe.
     """
 
-    def __init__(self, redis: Redis, settings: CurveSettings | None = None):
+    def __init__(self, redis: Redis, settings: Settings):
         self.redis = redis
-        self.settings = settings or CurveSettings()
-        self.cache = PolicyCache(self.settings.cache_size)
+        self.settings = settings
+        self.cache = PolicyCache(settings.curve_cache_size, settings.curve_cache_points)
         self._locks = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
         self._commit = redis.register_script(_COMMIT_LUA)
         self.populations = searches.Populations()
@@ -171,17 +155,28 @@ class CurveSessions:
 
     @property
     def ttl_ms(self) -> int:
-        return max(1, int(self.settings.ttl_s * 1000))
+        return max(1, int(self.settings.curve_ttl_s * 1000))
 
     # ------------------------------------------------------------------ create / read / delete
 
     async def create(self, owner: str, body: CurveCreate) -> str:
         """A new empty session; the settings are validated by building its policy once."""
         estimator = body.estimator or EstimatorSettings()
+        try:
+            check_schedule_fits(body.schedule, estimator.e_max, ("body", "schedule"))
+        except SpecError as exc:
+            raise InvalidInput(str(exc), errors=exc.errors) from None
         meta = {"estimator": estimator.model_dump(mode="json"), "num_classes": body.num_classes, "label": body.label,
-                "policy": body.policy, "policy_params": body.policy_params, "search": body.search}
-        policy, search = await self._new_policy(meta, estimator, owner)
+                "policy": body.policy, "policy_params": body.policy_params, "search": body.search,
+                "schedule": _dumped(body.schedule), "network": _dumped(body.network)}
         curve_id = secrets.token_hex(12)
+        # Admitted before the policy is built: a refused session must not draw a role in its search.
+        await admit_session(self.redis, owner, self.settings.quota_sessions, self.settings.curve_ttl_s, curve_id)
+        try:
+            policy, search = await self._new_policy(meta, estimator, owner)
+        except InvalidInput:
+            await self.redis.zrem(sessions_quota_key(owner), curve_id)
+            raise
         # A search's role for this network (a reference trains to e_max) is drawn once, when it starts.
         role = getattr(policy, "role", None)
         if role is not None:
@@ -208,9 +203,11 @@ class CurveSessions:
             label=meta["label"],
             num_classes=meta["num_classes"],
             estimator=EstimatorSettings(**meta["estimator"]),
-            policy=meta.get("policy", "paper"),
+            policy=meta.get("policy", DEFAULT_LONE_POLICY),
             policy_params=meta.get("policy_params") or {},
             search=meta.get("search"),
+            schedule=meta.get("schedule"),
+            network=meta.get("network"),
             created_at=float(record["created_at"]),
             expires_in_s=ttl_ms / 1000 if ttl_ms and ttl_ms > 0 else None,
             n_points=len(points),
@@ -227,7 +224,10 @@ class CurveSessions:
             async with self._locks[hash(curve_id) % LOCK_STRIPES]:
                 entry = self.cache.get(curve_id) or await self._load(curve_id, owner)
                 await self._finish_in_search(curve_id, entry)
-        await self.redis.delete(session_key(curve_id), points_key(curve_id))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(session_key(curve_id), points_key(curve_id))
+            pipe.zrem(sessions_quota_key(owner), curve_id)
+            await pipe.execute()
         self.cache.drop(curve_id)
 
     # ------------------------------------------------------------------ observe
@@ -270,9 +270,9 @@ class CurveSessions:
         raise StateConflict(f"curve session {curve_id!r} changed under {COMMIT_ATTEMPTS} attempts in a row; retry")
 
     def _check_order(self, entry: _Entry, points: Sequence[ObservationPoint]) -> None:
-        if entry.n_points + len(points) > self.settings.max_points:
+        if entry.n_points + len(points) > self.settings.curve_max_points:
             raise StateConflict(
-                f"a curve session holds at most {self.settings.max_points} points; "
+                f"a curve session holds at most {self.settings.curve_max_points} points; "
                 f"it has {entry.n_points} and {len(points)} were posted"
             )
         last = entry.policy.history.last_epoch
@@ -295,8 +295,8 @@ class CurveSessions:
                 if i and i % FITS_PER_SLICE == 0:
                     await asyncio.sleep(0)
                 try:
-                    decisions.append(entry.policy.observe(p.epoch, p.val_acc, p.val_loss, p.train_loss))
-                except ValueError as exc:
+                    decisions.append(entry.policy.observe(p.epoch, p.val_acc, p.val_loss, p.train_loss, p.lr))
+                except (ValueError, ArithmeticError) as exc:  # the engine refused these numbers: this post's 422
                     field = str(exc).split(" ", 1)[0]
                     loc = ["body", "points", i] + ([field] if field in ObservationPoint.model_fields else [])
                     raise InvalidInput(f"body.points[{i}]: {exc}. Nothing was recorded.",
@@ -340,14 +340,14 @@ class CurveSessions:
         a rebuilt one whose points were decided against fewer finished networks gets a population of
         its own, advanced point by point as the original was (`stored_networks`: the count per point).
         """
-        name, params, search = meta.get("policy", "paper"), meta.get("policy_params") or {}, _search_of(meta, owner)
+        name, params, search = meta.get("policy", DEFAULT_LONE_POLICY), meta.get("policy_params") or {}, _search_of(meta, owner)
         if searches.is_search_policy(name):
             await searches.warm_up()
         try:
             if search is None:
-                return make_policy(name, estimator=estimator, num_classes=meta["num_classes"], backend=FIT_BACKEND,
-                                   **params), None
-            stored = await self.redis.llen(searches.networks_key(search))
+                return _with_inputs(make_policy(name, estimator=estimator, num_classes=meta["num_classes"],
+                                                backend=FIT_BACKEND, **params), meta), None
+            stored = await self.redis.llen(networks_key(search))
             population = self.populations.get(search, name, estimator, meta["num_classes"], params, stored)
         except (PolicyConfigError, TypeError, ValueError) as exc:
             field = "policy" if "'policy' parameter" in str(exc) else "policy_params"
@@ -355,7 +355,7 @@ class CurveSessions:
         await searches.sync_async(self.redis, search, population)
         if any(n != population.n_finished for n in stored_networks if n is not None):
             population = searches.new_population(name, estimator, meta["num_classes"], params)
-        return population(reference=meta.get("reference")), search
+        return _with_inputs(population(reference=meta.get("reference")), meta), search
 
     async def _sync_search(self, entry: _Entry) -> int | None:
         """Learn the search's networks finished since the last post; the count the decisions are made with."""
@@ -370,32 +370,42 @@ class CurveSessions:
         entry.finished = True
         network = entry.policy.outcome()
         if network is not None and await self.redis.hsetnx(session_key(curve_id), "finished", "1"):
-            await searches.append_async(self.redis, entry.search, network, self.settings.ttl_s)
+            await searches.append_async(self.redis, entry.search, network, self.settings.curve_ttl_s)
 
 
 @contextmanager
 def _prefix_fits(policy: StoppingPolicy, epochs: list[float], accuracies: list[float], new_points: int):
-    """While feeding several known points, let the paper policy fit them in batches.
+    """While feeding several known points, let the policy fit them in batches.
 
     The fast back-end fits many prefixes of one curve at the cost of a few fits, with the
     same parameters as one fit each (`peng4nn.curve.PrefixFitCache`): replaying a stored
     40-point curve gets ~5x cheaper. The policy still only sees the points fed so far.
     """
-    usable = isinstance(policy, PredictionAnalyzer) and policy.backend == "fast" and policy.fit_cache is None
-    if not usable or new_points < 2:
+    if new_points < 2 or not policy.accepts_known_fits(len(epochs)):
         yield
         return
-    policy.fit_cache = PrefixFitCache(epochs, accuracies, policy.backend)
-    try:
+    with policy.known_fits(PrefixFitCache(epochs, accuracies, FIT_BACKEND)):
         yield
-    finally:
-        policy.fit_cache = None
+
+
+def _with_inputs(policy: StoppingPolicy, meta: dict[str, Any]) -> StoppingPolicy:
+    """The session's schedule (bound to its estimator's e_max) and network metadata, before the first point."""
+    if meta.get("schedule") is not None:
+        policy.schedule = LRSchedule.model_validate(meta["schedule"]).bound(meta["estimator"]["e_max"])
+    if meta.get("network") is not None:
+        policy.network = NetworkInfo.model_validate(meta["network"])
+    return policy
+
+
+def _dumped(model: Any) -> dict | None:
+    return None if model is None else model.model_dump(mode="json", exclude_defaults=True)
 
 
 def _record(point: ObservationPoint, decision: dict, n_networks: int | None = None) -> str:
-    """One stored point: its values, the decision made after it and, in a search, how many finished
-    networks that decision knew (so a rebuilt policy decides again exactly as it did)."""
-    row = {"p": [point.epoch, point.val_acc, point.val_loss, point.train_loss], "d": decision}
+    """One stored point: its values (the rate last: points stored before it existed have four), the
+    decision made after it and, in a search, how many finished networks that decision knew (so a
+    rebuilt policy decides again exactly as it did)."""
+    row = {"p": [point.epoch, point.val_acc, point.val_loss, point.train_loss, point.lr], "d": decision}
     if n_networks is not None:
         row["n"] = n_networks
     return dumps(row)
@@ -404,13 +414,13 @@ def _record(point: ObservationPoint, decision: dict, n_networks: int | None = No
 def _search_of(meta: dict[str, Any], owner: str) -> str | None:
     """The session's search (within its owner's) when its policy learns from one (other policies ignore it)."""
     search = meta.get("search")
-    if not search or not searches.is_search_policy(meta.get("policy", "paper")):
+    if not search or not searches.is_search_policy(meta.get("policy", DEFAULT_LONE_POLICY)):
         return None
     return searches.scoped(owner, search)
 
 
 def _point_public(stored: dict) -> CurvePointPublic:
-    epoch, val_acc, val_loss, train_loss = stored["p"]
-    return CurvePointPublic(epoch=epoch, val_acc=val_acc, val_loss=val_loss, train_loss=train_loss,
+    epoch, val_acc, val_loss, train_loss, lr = (*stored["p"], None)[:5]
+    return CurvePointPublic(epoch=epoch, val_acc=val_acc, val_loss=val_loss, train_loss=train_loss, lr=lr,
                             decision=DecisionPublic.model_validate(stored["d"]))
 

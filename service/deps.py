@@ -8,8 +8,6 @@ They are ``async def`` because they only read ``app.state`` (no thread hop).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Security
@@ -18,13 +16,12 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from rq import Queue
 
-from service.config import Settings
-from service.errors import Unauthorized, error_responses
-from service.streams import StreamHub
-from worker.events import JobStore
-
-PUBLIC_OWNER = "public"
-"""Owner of every job when access control is off."""
+from peng4nn_service.access import PUBLIC_OWNER, authenticate, owner_id  # noqa: F401  (re-exported)
+from peng4nn_service.errors import error_responses
+from peng4nn_service.json_body import StrictJSONRoute
+from peng4nn_service.quotas import ActiveJobs, StreamSlots
+from peng4nn_store.job_store import JobStore
+from peng4nn_store.settings import Settings
 
 
 async def get_app_settings(request: Request) -> Settings:
@@ -50,9 +47,17 @@ async def get_queue(request: Request) -> Queue:
     return request.app.state.queue
 
 
-async def get_stream_hub(request: Request) -> StreamHub:
-    """The process's fan-out reader of job event streams (for SSE handlers)."""
-    return request.app.state.stream_hub
+async def get_stream_redis(request: Request) -> AsyncRedis:
+    """Async client (decoded) on the event streams' own bounded pool."""
+    return request.app.state.stream_redis
+
+
+async def get_stream_slots(request: Request) -> StreamSlots:
+    return request.app.state.stream_slots
+
+
+async def get_active_jobs(request: Request) -> ActiveJobs:
+    return request.app.state.active_jobs
 
 
 _bearer = HTTPBearer(auto_error=False, description="One of the tokens in PENG4NN_API_TOKENS (when set).")
@@ -61,22 +66,14 @@ _bearer = HTTPBearer(auto_error=False, description="One of the tokens in PENG4NN
 async def get_owner(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 ) -> str:
-    """Who is calling: a digest of their bearer token, or "public" when tokens are off (401 if missing/wrong)."""
-    tokens = request.app.state.settings.api_tokens
-    if not tokens:
-        return PUBLIC_OWNER
-    if credentials is None:
-        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'",
-                           headers={"WWW-Authenticate": "Bearer"})
-    given = credentials.credentials.encode()
-    if not any(hmac.compare_digest(given, token.encode()) for token in tokens):
-        raise Unauthorized("invalid bearer token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-    return owner_id(credentials.credentials)
+    """Who is calling: a digest of their bearer token, or "public" when tokens are off (401 if missing/wrong).
 
-
-def owner_id(token: str) -> str:
-    """A stable, non-reversible id of a token (stored with each job instead of the token)."""
-    return hashlib.sha256(token.encode()).hexdigest()[:16]
+    `peng4nn_service.access.AccessGuard` has already checked the token before the body was read; this reads its answer.
+    """
+    owner = getattr(request.state, "owner", None)
+    if owner is None:  # an app without the guard in front (it is always installed by create_app)
+        owner = authenticate(request.app.state.settings.api_tokens, request.headers.get("authorization"))
+    return owner
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
@@ -85,7 +82,9 @@ AsyncRedisDep = Annotated[AsyncRedis, Depends(get_async_redis)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 QueueDep = Annotated[Queue, Depends(get_queue)]
 OwnerDep = Annotated[str, Depends(get_owner)]
-StreamHubDep = Annotated[StreamHub, Depends(get_stream_hub)]
+StreamRedisDep = Annotated[AsyncRedis, Depends(get_stream_redis)]
+StreamSlotsDep = Annotated[StreamSlots, Depends(get_stream_slots)]
+ActiveJobsDep = Annotated[ActiveJobs, Depends(get_active_jobs)]
 
 
 def v1_router(prefix: str, tag: str) -> APIRouter:
@@ -94,5 +93,6 @@ def v1_router(prefix: str, tag: str) -> APIRouter:
         prefix=f"/v1{prefix}",
         tags=[tag],
         dependencies=[Depends(get_owner)],
-        responses=error_responses(401, 422, 503),
+        responses=error_responses(401, 422, 429, 503),
+        route_class=StrictJSONRoute,
     )

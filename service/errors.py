@@ -8,15 +8,18 @@ every error body has the same shape. Redis down is 503, never 404.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from redis import exceptions as redis_errors
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger("peng4nn.service")
 
@@ -79,14 +82,57 @@ class BodyTooLarge(ServiceError):
     status_code, code = 413, "body_too_large"
 
 
+class BodyRejected(StarletteHTTPException):
+    """Carries a `ServiceError` out of FastAPI's body reader, which passes only HTTPExceptions on."""
+
+    def __init__(self, error: ServiceError):
+        super().__init__(error.status_code, error.detail)
+        self.error = error
+
+
 class StreamEnded(ServiceError):
     """Not an error: nothing is left to stream. 204 tells SSE clients to stop reconnecting."""
 
     status_code, code = 204, "stream_ended"
 
 
+class QuotaExceeded(ServiceError):
+    """Over a per-token quota that frees up with time: 429 with ``Retry-After`` (seconds)."""
+
+    status_code, code = 429, "quota_exceeded"
+
+    def __init__(self, detail: str, retry_after_s: float, code: str | None = None):
+        super().__init__(detail, headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))})
+        if code:
+            self.code = code
+
+
 class ServiceUnavailable(ServiceError):
+    """The service cannot answer now; the code says why (never "unreachable" for a Redis that is up)."""
+
     status_code, code = 503, "redis_unavailable"
+
+    def __init__(self, detail: str, code: str | None = None, retry_after_s: float | None = None):
+        headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))} if retry_after_s else None
+        super().__init__(detail, headers=headers)
+        if code:
+            self.code = code
+
+
+#: Redis failures that are not "unreachable", most specific first: (exception, code, detail, Retry-After s).
+_REDIS_FAILURES: tuple[tuple[type[Exception], str, str, float], ...] = (
+    (redis_errors.MaxConnectionsError, "overloaded",
+     "every Redis connection of this API process is in use (PENG4NN_REDIS_MAX_CONNECTIONS); retry shortly", 1),
+    (redis_errors.AuthenticationError, "redis_auth",
+     "the job store (Redis) refused the API's credentials: check the password in REDIS_URL", 30),
+    (redis_errors.AuthorizationError, "redis_auth",
+     "the job store (Redis) refused the API's credentials: check the password in REDIS_URL", 30),
+    (redis_errors.BusyLoadingError, "redis_loading", "the job store (Redis) is loading its data after a restart; "
+                                                      "retry shortly", 2),
+    (redis_errors.OutOfMemoryError, "store_full",
+     "the job store (Redis) is full (maxmemory reached): nothing was written; retry after old jobs expire", 60),
+    (redis_errors.ReadOnlyError, "redis_read_only", "the job store (Redis) is a read-only replica right now", 5),
+)
 
 
 #: Starlette HTTP status -> our code, for errors the framework raises itself (404 route, 405 method).
@@ -98,15 +144,21 @@ def to_service_error(exc: Exception) -> ServiceError:
     """Map any handled exception to a `ServiceError`."""
     if isinstance(exc, ServiceError):
         return exc
+    if isinstance(exc, BodyRejected):
+        return exc.error
     if isinstance(exc, RequestValidationError):
         errors = [{"loc": _clean_loc(e["loc"]), "msg": _message(e)} for e in exc.errors()]
         detail = "; ".join(f"{format_loc(e['loc'])}: {e['msg']}" for e in errors[:5])
         if len(errors) > 5:
             detail += f"; and {len(errors) - 5} more"
         return InvalidInput(detail or "invalid request", errors=errors)
+    for exc_class, code, detail, retry_after in _REDIS_FAILURES:
+        if isinstance(exc, exc_class):
+            log.warning("Redis: %s (%s)", exc, code)
+            return ServiceUnavailable(detail, code, retry_after)
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
         log.warning("Redis unavailable: %s", exc)
-        return ServiceUnavailable("the job store (Redis) is unreachable; retry later")
+        return ServiceUnavailable("the job store (Redis) is unreachable; retry later", retry_after_s=2)
     if isinstance(exc, StarletteHTTPException):
         err = ServiceError(str(exc.detail), headers=getattr(exc, "headers", None))
         err.status_code = exc.status_code
@@ -120,15 +172,32 @@ async def handle_error(request: Request, exc: Exception) -> Response:
     err = to_service_error(exc)
     if err.status_code == 204:
         return Response(status_code=204)
+    if err.status_code == 405:
+        err.headers = {**(err.headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        err.detail = f"method {request.method} is not allowed here; allowed: {err.headers['Allow']}"
     body: dict[str, Any] = {"detail": err.detail, "code": err.code}
     if err.errors is not None:
         body["errors"] = err.errors
     return JSONResponse(body, status_code=err.status_code, headers=err.headers)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 names only the first route's)."""
+    return [method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+                   for route in request.app.router.routes)]
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+HANDLED_REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, redis_errors.OutOfMemoryError,
+                        redis_errors.ReadOnlyError)
+"""Redis failures answered as 503 (the connection errors include auth, loading and pool exhaustion)."""
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    for exc_class in (ServiceError, RequestValidationError, RedisConnectionError, RedisTimeoutError,
-                      StarletteHTTPException):
+    for exc_class in (ServiceError, RequestValidationError, *HANDLED_REDIS_ERRORS, StarletteHTTPException):
         app.add_exception_handler(exc_class, handle_error)
 
 

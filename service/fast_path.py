@@ -6,38 +6,36 @@ Profiling `peng4nn serve` under load showed about half of the API's CPU per requ
 handler (routing over every route, dependency solving, the exception and telemetry
 wrappers, anyio's thread-pool hop), more than the fit or the Redis transaction.
 
-This ASGI middleware answers a well-formed request itself: the same bearer check, the same
-body model validated the way FastAPI validates it (``json.loads``, then the model), the same
-function the route calls (`observe_points`, `open_session`, `submit_jobs`) and the same
-error handler for what that raises. Anything else (another route, a missing or wrong
-token, a body that does not validate, no Content-Length, a non-JSON content type) goes to
-FastAPI untouched, with the body it read replayed and before anything was written, so
-every error response, the OpenAPI document and the routes themselves stay as they are.
+This ASGI middleware answers a well-formed request itself: the caller as `peng4nn_service.access`
+authenticated it, the same body model validated the way the routes validate it
+(`peng4nn_service.json_body.loads`, then the model), the same function the route calls
+(`observe_points`, `open_session`, `submit_jobs`) and the same error handler for what that
+raises. Anything else (another route, a body that does not parse or validate, no
+Content-Length, a non-JSON content type) goes to FastAPI untouched, with the body it read
+replayed and before anything was written, so every error response, the OpenAPI document
+and the routes themselves stay as they are.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 import re
+from functools import partial
 from typing import Awaitable, Callable
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from peng4nn.jobs import JobCreate
-from service.curve_schemas import CurveCreate, ObservationsCreate
-from service.deps import PUBLIC_OWNER, owner_id
-from service.errors import ServiceError, handle_error
-from service.responses import model_response
+from peng4nn_service.curve_schemas import CurveCreate, ObservationsCreate
+from peng4nn_service.errors import HANDLED_REDIS_ERRORS, BodyRejected, ServiceError, handle_error
+from peng4nn_service.json_body import loads
+from peng4nn_service.responses import model_response
 
 OBSERVATIONS_PATH = re.compile(r"^/v1/curves/([0-9a-f]{24})/observations$")
-"""The route's path with its id pattern (`service.curve_sessions.CURVE_ID_PATTERN`)."""
+"""The route's path with its id pattern (`peng4nn_service.curve_sessions.CURVE_ID_PATTERN`)."""
 
 JOBS_PATH = "/v1/jobs"
 CURVES_PATH = "/v1/curves"
@@ -45,8 +43,8 @@ CURVES_PATH = "/v1/curves"
 MAX_FAST_BODY = 64 * 1024
 """Larger bodies take the ordinary route; the framework's share of their cost is small."""
 
-HANDLED_ERRORS = (ServiceError, RedisConnectionError, RedisTimeoutError)
-"""What the routes' own code raises and `service.errors.handle_error` answers."""
+HANDLED_ERRORS = (ServiceError, *HANDLED_REDIS_ERRORS)
+"""What the routes' own code raises and `peng4nn_service.errors.handle_error` answers."""
 
 
 class FastPaths:
@@ -73,14 +71,14 @@ class FastPaths:
         if (not length.isdigit() or int(length) > MAX_FAST_BODY
                 or headers.get(b"content-type", b"").split(b";")[0].strip() != b"application/json"):
             return await self.app(scope, receive, send)
-        owner = _owner(scope, headers.get(b"authorization"))
-        if owner is None:  # the route's dependency answers 401
+        owner = scope.get("state", {}).get("owner")
+        if owner is None:  # not authenticated by peng4nn_service.access (an app without it): the route decides
             return await self.app(scope, receive, send)
         body, messages = await _read_body(receive)
         try:
-            data = json.loads(body)
+            data = loads(body)
             prepared = handler(data, arg)
-        except (ValueError, ValidationError):  # the route answers with its 422 and field paths
+        except (ValueError, ValidationError, BodyRejected):  # the route answers with its 422 and field paths
             return await self.app(scope, _replay(messages, receive), send)
         request = Request(scope)
         try:
@@ -97,7 +95,7 @@ def _observe(data, curve_id: str) -> Prepared:
     points = ObservationsCreate.model_validate(data).points
 
     async def answer(request: Request, owner: str) -> Response:
-        from service.routes.curves import get_curve_sessions, observe_points
+        from peng4nn_service.routes.curves import get_curve_sessions, observe_points
 
         sessions = await get_curve_sessions(request)
         return JSONResponse(await observe_points(request, sessions, curve_id, owner, points))
@@ -111,7 +109,7 @@ def _open_curve(data, _) -> Prepared:
     create = CurveCreate.model_validate(data)
 
     async def answer(request: Request, owner: str) -> Response:
-        from service.routes.curves import get_curve_sessions, open_session
+        from peng4nn_service.routes.curves import get_curve_sessions, open_session
 
         created = await open_session(await get_curve_sessions(request), owner, create)
         return JSONResponse(created.model_dump(mode="json"), 201, {"Location": f"{CURVES_PATH}/{created.id}"})
@@ -123,41 +121,27 @@ def _submit_job(data, _) -> Prepared:
     create = JobCreate.model_validate(data)
 
     async def answer(request: Request, owner: str) -> Response:
-        from service import idempotency, jobs
+        from peng4nn_service import idempotency, jobs
 
         key = request.headers.get(idempotency.HEADER)  # well-formed: `_idempotency_key_ok` let it through
         state = request.app.state
         # Sync Redis and RQ in a worker thread, as the route (a plain ``def``) runs them; asyncio's own
         # executor hop costs a fraction of anyio's (capacity limiter, cancel scopes) on this path.
         accepted, replayed = await asyncio.get_running_loop().run_in_executor(
-            None, jobs.submit_job, state.store, state.queue, state.settings, owner, create, key)
+            None, partial(jobs.submit_job, state.store, state.queue, state.settings, owner, create,
+                          state.active_jobs, key))
         return model_response(accepted, 202, idempotency.response_headers(accepted, replayed))
 
     return answer
 
 
 def _idempotency_key_ok(scope: Scope) -> bool:
-    from service.idempotency import valid_key
+    from peng4nn_service.idempotency import valid_key
 
     values = [v for k, v in scope["headers"] if k == b"idempotency-key"]
     if not values:
         return True
     return len(values) == 1 and valid_key(values[0].decode("latin-1"))
-
-
-def _owner(scope: Scope, authorization: bytes | None) -> str | None:
-    """The caller as `service.deps.get_owner` sees them, or None to let that dependency answer (401)."""
-    tokens = scope["app"].state.settings.api_tokens
-    if not tokens:
-        return PUBLIC_OWNER
-    if authorization is None:
-        return None
-    scheme, _, credentials = authorization.decode("latin-1").partition(" ")
-    if scheme.lower() != "bearer" or not credentials:
-        return None
-    if not any(hmac.compare_digest(credentials.encode(), token.encode()) for token in tokens):
-        return None
-    return owner_id(credentials)
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, list[Message]]:

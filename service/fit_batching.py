@@ -1,14 +1,18 @@
 """Fit the points that concurrent observation posts bring in one batch (`peng4nn.curve.fit_many`).
 
-Each post to an observe session makes one fit (a few dozen numpy calls on ~20 points:
-mostly per-call overhead), so fitting the curves of all posts that arrive together costs
-little more than fitting one: 16 curves ~5x less per fit. A post whose session's policy
-is in this process's cache and would fit (`PredictionAnalyzer`, fast back-end, one new point
-in order) queues its curve here; the queue is fitted in the next event-loop turn, after
+Each post to an observe session makes one fit (a few dozen numpy calls on ~20 points: mostly
+per-call overhead), so fitting the curves of all posts that arrive together costs little more
+than fitting one: 16 curves ~5x less per fit. A post whose session's policy
+is in this process's cache and takes fits made elsewhere (`StoppingPolicy.accepts_known_fits`:
+the paper rule on the fast back-end, one new point in order) queues its curve here; the queue is fitted in the next event-loop turn, after
 every request read in the same turn has queued its own, so nothing waits on a timer.
-The policy then finds its fit through its ``fit_cache`` hook, which answers only for exactly
+The policy then finds its fit through `StoppingPolicy.known_fits`, which answers only for exactly
 the points it asks about: if anything changed meanwhile, the policy fits by itself as
 before. The decision is therefore always the policy's own, with identical parameters.
+
+A curve that makes the batch fit raise never fails the others: the batch is fitted again
+curve by curve, and only the offending post's policy meets the error (it then fits alone, and
+that request alone is refused).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import AsyncIterator, Sequence
 
 import numpy as np
 
-from peng4nn.analyzer import EPOCH_TOLERANCE, PredictionAnalyzer
+from peng4nn.analyzer import EPOCH_TOLERANCE, StoppingPolicy
 from peng4nn.curve import FitResult, fit_many
 
 MAX_BATCH = 64
@@ -37,6 +41,8 @@ class FitBatcher:
         self._scheduled = False
         self.batches = 0
         self.fits = 0
+        self.isolated = 0
+        """Batches that raised and were fitted curve by curve instead."""
 
     async def fit(self, epochs: np.ndarray, accuracies: np.ndarray) -> FitResult:
         loop = asyncio.get_running_loop()
@@ -58,9 +64,10 @@ class FitBatcher:
             return
         try:
             fits = fit_many([(e, a) for e, a, _ in live])
-        except Exception as exc:  # every waiter gets it (each would have failed the same way alone)
-            for _, _, future in live:
-                future.set_exception(exc)
+        except Exception:  # one curve broke the batch: fit each alone, so only its own post sees the error
+            self.isolated += 1
+            for item in live:
+                _fit_alone(*item)
             return
         self.batches += 1
         self.fits += len(live)
@@ -68,8 +75,17 @@ class FitBatcher:
             future.set_result(fit)
 
 
+def _fit_alone(epochs: np.ndarray, accuracies: np.ndarray, future: asyncio.Future) -> None:
+    try:
+        [fit] = fit_many([(epochs, accuracies)])
+    except Exception as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(fit)
+
+
 class KnownFit:
-    """A policy's ``fit_cache`` holding one fit, returned only for exactly those points."""
+    """Fits for `StoppingPolicy.known_fits`: one fit, returned only for exactly those points."""
 
     backend = "fast"
 
@@ -84,11 +100,11 @@ class KnownFit:
 
 
 @asynccontextmanager
-async def prefitted(batcher: FitBatcher, policy: object, points: Sequence) -> AsyncIterator[None]:
+async def prefitted(batcher: FitBatcher, policy: StoppingPolicy | None, points: Sequence) -> AsyncIterator[None]:
     """Within this block, ``policy`` finds the fit of its history plus ``points`` made in a batch.
 
-    Does nothing (the policy fits alone, as without it) unless this is one in-order point
-    for a fast-back-end `PredictionAnalyzer` with no other fit cache and enough points to fit.
+    Does nothing (the policy fits alone, as without it) unless this is one in-order point for a
+    policy that takes fits made elsewhere (`StoppingPolicy.accepts_known_fits`).
     """
     if not _batchable(policy, points):
         yield
@@ -96,26 +112,21 @@ async def prefitted(batcher: FitBatcher, policy: object, points: Sequence) -> As
     history = policy.history
     epochs = np.append(history.epochs(), float(points[0].epoch))
     accuracies = np.append(history.accuracies(), float(points[0].val_acc))
-    fit = await batcher.fit(epochs, accuracies)
-    if policy.fit_cache is not None:  # another post installed one meanwhile: leave it alone
+    try:
+        fit = await batcher.fit(epochs, accuracies)
+    except Exception:  # this curve cannot be fitted in a batch: the policy decides alone (and answers for it)
         yield
         return
-    known = policy.fit_cache = KnownFit(epochs, accuracies, fit)
-    try:
+    with policy.known_fits(KnownFit(epochs, accuracies, fit)):  # a no-op if another post installed fits meanwhile
         yield
-    finally:
-        if policy.fit_cache is known:
-            policy.fit_cache = None
 
 
-def _batchable(policy: object, points: Sequence) -> bool:
-    if len(points) != 1 or not isinstance(policy, PredictionAnalyzer):
-        return False
-    if policy.backend != "fast" or policy.fit_cache is not None:
+def _batchable(policy: StoppingPolicy | None, points: Sequence) -> bool:
+    if policy is None or len(points) != 1:
         return False
     history = policy.history
     n = len(history.points) + 1
-    if n < policy.settings.c_min or n > MAX_POINTS:
+    if n > MAX_POINTS or not policy.accepts_known_fits(n):
         return False
     last = history.last_epoch
     return last is None or points[0].epoch > last + EPOCH_TOLERANCE  # else a 409 follows: no fit needed

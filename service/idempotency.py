@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from redis import Redis
 
 from peng4nn.jobs import JobAccepted, JobCreate
-from service.errors import IdempotencyKeyReused, StateConflict
-from worker.events import JobStore, key
+from peng4nn_service.errors import IdempotencyKeyReused, StateConflict
+from peng4nn_store import keys
+from peng4nn_store.job_store import JobStore
 
 HEADER = "Idempotency-Key"
 KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
@@ -53,6 +54,11 @@ class Claim:
     fingerprint: str
     ttl_s: int
 
+    @property
+    def reservation_name(self) -> str:
+        """Names this key's quota reservation: racing retries of one key hold one place between them."""
+        return "idem-" + self.redis_key.rsplit(":", 1)[-1][:32]
+
     def value(self, job_id: str) -> str:
         return json.dumps({"fingerprint": self.fingerprint, "job_id": job_id})
 
@@ -61,7 +67,7 @@ def claim_for(owner: str, idempotency_key: str, body: JobCreate, ttl_s: int) -> 
     """The claim of this request (the key is hashed: Redis keys stay short whatever the client sends)."""
     digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
     fingerprint = hashlib.sha256(body.model_dump_json(by_alias=True).encode()).hexdigest()
-    return Claim(key("idempotency", owner, digest), fingerprint, int(ttl_s))
+    return Claim(keys.idempotency_key(owner, digest), fingerprint, int(ttl_s))
 
 
 def replay(redis: Redis, store: JobStore, claim: Claim) -> JobAccepted:
@@ -77,7 +83,7 @@ def replay(redis: Redis, store: JobStore, claim: Claim) -> JobAccepted:
     if record is None:
         raise StateConflict(f"the job this Idempotency-Key created ({stored['job_id']!r}) has expired; "
                             "use a new key to submit again")
-    from service.jobs import to_public
+    from peng4nn_service.jobs import to_public
 
     job = to_public(stored["job_id"], record)
     return JobAccepted(id=job.id, status=job.status, created_at=job.created_at, params=job.params or 0,

@@ -7,16 +7,18 @@ here is synchronous (redis-py and RQ block) and runs in the handlers' thread poo
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from datetime import datetime, timezone
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import WatchError
+from redis.exceptions import RedisError, WatchError
 from rq import Callback, Queue, Retry
 
 from peng4nn.datasets import DATASET_NAMES, dataset_info
 from peng4nn.jobs import (
+    TERMINAL_STATUSES,
     IterationPublic,
     JobAccepted,
     JobCreate,
@@ -25,26 +27,30 @@ from peng4nn.jobs import (
     JobStatus,
     ResultEventData,
     ResultPublic,
-    TERMINAL_STATUSES,
     job_links,
 )
 from peng4nn.policies import PolicyConfigError, make_policy
-from peng4nn.spec import SpecError, SpecLimits, analyze_spec
-from service.config import Settings
-from service.errors import InvalidInput, JobNotFound, StateConflict
-from service import idempotency
-from service.idempotency import AlreadyClaimed, Claim
-from worker.events import JobStore, index_key, now, record_key
+from peng4nn.spec import SpecError, SpecLimits, analyze_spec, check_schedule
+from peng4nn_service import idempotency
+from peng4nn_service.errors import InvalidInput, JobNotFound, QuotaExceeded, StateConflict
+from peng4nn_service.idempotency import AlreadyClaimed, Claim
+from peng4nn_service.quotas import ActiveJobs
+from peng4nn_store.encoding import now
+from peng4nn_store.job_store import JobStore
+from peng4nn_store.keys import index_key, record_key
+from peng4nn_store.queue import ON_FAILURE, RUN_JOB
+from peng4nn_store.settings import Settings
 
-RUN_JOB = "worker.tasks.run_job"
-"""Dotted path of the worker entry point: the API never imports it (nor torch)."""
+MAX_ITERATIONS_PER_JOB = 10_000
+"""Most iterations (e_max / E) one job may run: each is an event kept on its stream until it expires."""
 
-ON_FAILURE = "worker.tasks.on_job_failure"
-"""RQ failure callback: records timeouts and abandoned (worker died) jobs."""
+MAX_OFFSET = 1_000_000_000
+"""Largest ``offset`` of ``GET /v1/jobs`` (Redis ranks are 64-bit; no listing is this long)."""
 
 
-def validate_job(create: JobCreate, loc: tuple = ("body",)) -> tuple[dict[str, Any], list[dict]]:
-    """Check what pydantic cannot: dataset name, shapes and cost, policy parameters.
+def validate_job(create: JobCreate, loc: tuple = ("body",),
+                 max_epochs: float = float(MAX_ITERATIONS_PER_JOB)) -> tuple[dict[str, Any], list[dict]]:
+    """Check what pydantic cannot: dataset name, shapes and cost, policy parameters, epochs and iterations.
 
     Returns the record fields and the list of errors (each ``{loc, msg}``).
     """
@@ -59,8 +65,15 @@ def validate_job(create: JobCreate, loc: tuple = ("body",)) -> tuple[dict[str, A
         report = analyze_spec(create.architecture, info.input_shape, info.num_classes, SpecLimits())
     except SpecError as exc:
         errors += [{"loc": (*loc, "architecture", *e["loc"]), "msg": e["msg"]} for e in exc.errors]
+    errors += _non_finite_params(create.policy_params, (*loc, "policy_params"))
     try:
-        make_policy(create.policy, estimator=create.estimator, num_classes=info.num_classes, **create.policy_params)
+        if not errors:
+            policy = make_policy(create.policy, estimator=create.estimator, num_classes=info.num_classes,
+                                 **create.policy_params)
+            errors += _run_length_errors(policy.E, policy.e_max, max_epochs, loc, create)
+            check_schedule(create.architecture, policy.e_max)  # the trainer's own check, before any worker
+    except SpecError as exc:
+        errors += [{"loc": (*loc, "architecture", *e["loc"]), "msg": e["msg"]} for e in exc.errors]
     except (PolicyConfigError, TypeError, ValueError) as exc:
         field = "policy" if "'policy' parameter" in str(exc) else "policy_params"
         errors.append({"loc": (*loc, field), "msg": str(exc)})
@@ -72,7 +85,7 @@ def validate_job(create: JobCreate, loc: tuple = ("body",)) -> tuple[dict[str, A
         "policy": create.policy,
         "shadow": create.shadow,
         "seed": create.seed,
-        "search_id": create.search_id,
+        "search": create.search,
         "label": create.label,
         "params": report.params,
         "flops": report.flops,
@@ -83,19 +96,63 @@ def validate_job(create: JobCreate, loc: tuple = ("body",)) -> tuple[dict[str, A
     return fields, errors
 
 
-def submit_jobs(store: JobStore, queue: Queue, settings: Settings, owner: str, creates: list[JobCreate],
-                loc_prefix: tuple = ("body",), indexed: bool = False, claim: Claim | None = None) -> list[JobAccepted]:
-    """Validate every job, then create and enqueue all of them in one Redis transaction (all or nothing).
+def _non_finite_params(params: dict[str, Any], loc: tuple) -> list[dict]:
+    """Policy parameters must be finite: JSON has no infinity, so one would be stored as null."""
+    return [{"loc": (*loc, name), "msg": f"must be a finite number; got {value!r}"}
+            for name, value in params.items() if isinstance(value, float) and not math.isfinite(value)]
 
-    With an idempotency ``claim`` the same transaction claims its key, or raises `AlreadyClaimed`."""
+
+def _run_length_errors(E: float, e_max: float, max_epochs: float, loc: tuple, create: JobCreate) -> list[dict]:
+    """The run the policy allows must fit the epochs quota and the iteration bound."""
+    where = (*loc, "policy_params", "e_max") if "e_max" in create.policy_params else (*loc, "estimator", "e_max")
+    if e_max > max_epochs:
+        return [{"loc": where, "msg": f"a job may train at most {max_epochs:g} epochs "
+                                      f"(PENG4NN_QUOTA_EPOCHS_PER_JOB); got e_max={e_max:g}"}]
+    if e_max / E > MAX_ITERATIONS_PER_JOB:
+        return [{"loc": where, "msg": f"e_max / E is {e_max / E:g} iterations; a job may run at most "
+                                      f"{MAX_ITERATIONS_PER_JOB} (raise E or lower e_max)"}]
+    return []
+
+
+def submit_jobs(store: JobStore, queue: Queue, settings: Settings, owner: str, creates: list[JobCreate],
+                loc_prefix: tuple = ("body",), indexed: bool = False, active: ActiveJobs | None = None,
+                claim: Claim | None = None) -> list[JobAccepted]:
+    """Validate every job, reserve them in the token's quota, then create and enqueue all of them in one
+    Redis transaction (all or nothing).
+
+    With an idempotency ``claim`` the same transaction claims its key, or raises `AlreadyClaimed`;
+    either way the reservation is released (by the transaction, or here when it did not run)."""
     validated, errors = [], []
     for i, create in enumerate(creates):
-        fields, errs = validate_job(create, (*loc_prefix, i) if indexed else loc_prefix)
+        fields, errs = validate_job(create, (*loc_prefix, i) if indexed else loc_prefix, settings.quota_epochs_per_job)
         validated.append(fields)
         errors += errs
     if errors:
         raise InvalidInput("; ".join(f"{_loc(e['loc'])}: {e['msg']}" for e in errors[:5]), errors=errors)
 
+    shared = claim.reservation_name if claim is not None else None
+    reservation = active.reserve(owner, len(validated), shared) if active is not None else None
+    try:
+        return _create_and_enqueue(store, queue, settings, owner, validated, reservation, claim)
+    except BaseException:
+        _give_back(queue.connection, owner, reservation)
+        raise
+
+
+def _give_back(redis: Redis, owner: str, reservation: str | None) -> None:
+    """Release a reservation whose transaction did not run (if Redis is down too, it lapses by itself)."""
+    if reservation is None:
+        return
+    try:
+        with redis.pipeline(transaction=False) as pipe:
+            ActiveJobs.release(pipe, owner, reservation)
+            pipe.execute()
+    except RedisError:
+        pass
+
+
+def _create_and_enqueue(store: JobStore, queue: Queue, settings: Settings, owner: str, validated: list[dict],
+                        reservation: str | None, claim: Claim | None) -> list[JobAccepted]:
     retry = Retry(max=settings.requeue_on_worker_loss) if settings.requeue_on_worker_loss else None
     accepted, enqueue = [], []
     with queue.connection.pipeline(transaction=True) as pipe:
@@ -119,6 +176,7 @@ def submit_jobs(store: JobStore, queue: Queue, settings: Settings, owner: str, c
         queue.enqueue_many(enqueue, pipeline=pipe)
         if claim is not None:
             pipe.set(claim.redis_key, claim.value(accepted[0].id), ex=claim.ttl_s)
+        ActiveJobs.release(pipe, owner, reservation)
         try:
             pipe.execute()
         except WatchError:
@@ -127,23 +185,41 @@ def submit_jobs(store: JobStore, queue: Queue, settings: Settings, owner: str, c
 
 
 def submit_job(store: JobStore, queue: Queue, settings: Settings, owner: str, create: JobCreate,
-               idempotency_key: str | None = None) -> tuple[JobAccepted, bool]:
-    """One network, at most once per idempotency key: (the job, whether it was created by an earlier request)."""
+               active: ActiveJobs | None = None, idempotency_key: str | None = None) -> tuple[JobAccepted, bool]:
+    """One network, at most once per idempotency key: (the job, whether it was created by an earlier request).
+
+    A replay reserves nothing in the active-jobs quota: a key already claimed is answered before
+    reserving, and a claim lost to a racing request gives its reservation back (`submit_jobs`)."""
     if idempotency_key is None:
-        return submit_jobs(store, queue, settings, owner, [create])[0], False
+        return submit_jobs(store, queue, settings, owner, [create], active=active)[0], False
     claim = idempotency.claim_for(owner, idempotency_key, create, settings.idempotency_ttl_s)
     try:
-        return submit_jobs(store, queue, settings, owner, [create], claim=claim)[0], False
-    except idempotency.AlreadyClaimed:
+        if store.redis.exists(claim.redis_key):
+            raise AlreadyClaimed
+        return submit_jobs(store, queue, settings, owner, [create], active=active, claim=claim)[0], False
+    except AlreadyClaimed:
         return idempotency.replay(store.redis, store, claim), True
+    except QuotaExceeded:  # a racing twin may have taken the last place with this very key: that is its job
+        if store.redis.exists(claim.redis_key):
+            return idempotency.replay(store.redis, store, claim), True
+        raise
 
 
 def get_record(store: JobStore, owner: str, job_id: str) -> dict[str, str]:
     """The job's record; `JobNotFound` when missing, expired or owned by another token."""
-    record = store.get(job_id) if _valid_id(job_id) else None
-    if record is None or record.get("owner") != owner:
+    return owned(job_id, owner, store.get(job_id) if valid_job_id(job_id) else None)
+
+
+def owned(job_id: str, owner: str, record: dict[str, str] | None) -> dict[str, str]:
+    """The owner check of every job read (sync or async): another token's job looks exactly like a missing one."""
+    if not record or record.get("owner") != owner:
         raise JobNotFound(job_id)
     return record
+
+
+def valid_job_id(job_id: str) -> bool:
+    """Whether ``job_id`` can be a job id at all (anything else never reaches a Redis key)."""
+    return 0 < len(job_id) <= 64 and job_id.isascii() and job_id.isalnum()
 
 
 def to_public(job_id: str, record: dict[str, str]) -> JobPublic:
@@ -158,7 +234,8 @@ def to_public(job_id: str, record: dict[str, str]) -> JobPublic:
         policy=record.get("policy", ""),
         shadow=record.get("shadow") == "1",
         seed=_int(record.get("seed")),
-        search_id=record.get("search_id"),
+        search=record.get("search") or record.get("search_id"),  # records written before the rename
+        search_id=record.get("search") or record.get("search_id"),
         label=record.get("label"),
         params=_int(record.get("params")),
         flops=_int(record.get("flops")),
@@ -225,10 +302,6 @@ def get_result(store: JobStore, owner: str, job_id: str) -> ResultEventData:
     return ResultEventData(status=status, result=result, error=record.get("error") or None)
 
 
-def _valid_id(job_id: str) -> bool:
-    return 0 < len(job_id) <= 64 and job_id.isalnum()
-
-
 def _time(value: str | float | None) -> datetime | None:
     if value in (None, ""):
         return None
@@ -240,6 +313,6 @@ def _int(value: str | None) -> int | None:
 
 
 def _loc(loc) -> str:
-    from service.errors import format_loc
+    from peng4nn_service.errors import format_loc
 
     return format_loc(list(loc))

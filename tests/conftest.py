@@ -1,10 +1,13 @@
 """Real-Redis fixtures: the product's embedded Redis (or $REDIS_URL), a live API, real worker processes.
 
-- ``redis_url`` (session): our own `worker.embedded.EmbeddedRedis`, or ``REDIS_URL`` when set.
+- ``redis_url`` (session): our own `peng4nn_store.embedded.EmbeddedRedis`, or ``REDIS_URL`` when set.
 - ``redis_conn`` (function): flushes the database before and after each test.
 - ``api`` (function): factory starting the real app under uvicorn on a free port (real HTTP).
-- ``worker_factory`` (function): factory starting ``python -m worker`` processes; killed at teardown.
+- ``worker_factory`` (function): factory starting ``python -P -m peng4nn_worker`` processes; killed at teardown.
 No fakeredis, no mocked queues.
+
+The service stack (redis, httpx, uvicorn) is imported inside the fixtures, so the engine's tests
+(tests/engine/) run with the core install alone.
 """
 
 from __future__ import annotations
@@ -18,9 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
-from redis import Redis
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +57,7 @@ def redis_url():
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return
-    from worker.embedded import EmbeddedRedis
+    from peng4nn_store.embedded import EmbeddedRedis
 
     with EmbeddedRedis() as server:
         yield server.url
@@ -64,6 +65,8 @@ def redis_url():
 
 @pytest.fixture
 def redis_conn(redis_url):
+    from redis import Redis
+
     conn = Redis.from_url(redis_url, decode_responses=True)
     conn.flushdb()
     yield conn
@@ -72,7 +75,7 @@ def redis_conn(redis_url):
 
 
 def make_settings(default_redis_url: str, **overrides):
-    from service.config import Settings
+    from peng4nn_store.settings import Settings
 
     values = {k.removeprefix("PENG4NN_").lower(): v for k, v in TEST_ENV.items() if k.startswith("PENG4NN_")}
     values.update({"redis_url": default_redis_url, **overrides})
@@ -86,7 +89,9 @@ class ApiServer:
     thread: threading.Thread
     app: object
 
-    def client(self, token: str | None = None, **kwargs) -> httpx.Client:
+    def client(self, token: str | None = None, **kwargs):
+        import httpx
+
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=10, **kwargs)
 
@@ -98,8 +103,8 @@ class ApiServer:
 def start_api(settings, port: int | None = None) -> ApiServer:
     import uvicorn
 
-    from service.app import create_app
-    from worker.embedded import free_port
+    from peng4nn_service.app import create_app
+    from peng4nn_store.embedded import free_port
 
     port = port or free_port()
     app = create_app(settings)
@@ -132,22 +137,31 @@ def api(redis_conn, redis_url):
 
 @pytest.fixture
 def worker_factory(redis_conn, redis_url):
-    """``worker_factory(**env) -> Popen`` of ``python -m worker`` that has registered with RQ."""
+    """``worker_factory(url=None, **env) -> Popen`` of a worker process that has sent its first heartbeat.
+
+    ``url``: another Redis than the session's (the outage tests run their own). Killed at teardown.
+    """
     procs: list[subprocess.Popen] = []
 
-    def factory(wait: bool = True, **env) -> subprocess.Popen:
-        from rq import Worker
+    def factory(wait: bool = True, url: str | None = None, **env) -> subprocess.Popen:
+        from redis import Redis
 
-        before = Worker.count(connection=Redis.from_url(redis_url))
-        proc_env = {**os.environ, **TEST_ENV, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT), **env}
-        proc = subprocess.Popen([sys.executable, "-m", "worker"], env=proc_env, cwd=ROOT)
+        from peng4nn_store.liveness import live_workers
+
+        target = url or redis_url
+        lease = int(TEST_ENV["PENG4NN_WORKER_LEASE_S"])
+        conn = Redis.from_url(target)
+        before = live_workers(conn, "peng4nn", lease)
+        proc_env = {**os.environ, **TEST_ENV, "REDIS_URL": target, **env}
+        proc = subprocess.Popen([sys.executable, "-P", "-m", "peng4nn_worker"], env=proc_env, cwd=ROOT)
         procs.append(proc)
         if wait:
             deadline = time.monotonic() + 60
-            while Worker.count(connection=Redis.from_url(redis_url)) <= before:
+            while live_workers(conn, "peng4nn", lease) <= before:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"worker did not start (exit code {proc.poll()})")
                 time.sleep(0.1)
+        conn.close()
         return proc
 
     yield factory
@@ -171,7 +185,8 @@ def import_keras():
     closed file" and pytest itself dies at exit. absl never closes the real stderr.
     """
     os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras")
+    import keras
+
     absl_logging = sys.modules.get("absl.logging")
     if absl_logging is not None:
         absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
@@ -187,3 +202,42 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, what: str
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+PENG4NN_COMMAND = Path(sys.executable).with_name("peng4nn")
+"""The installed console script: what a user runs (``python -m``/``-c`` would put the current directory first)."""
+
+IMPOSTORS = {
+    "worker.py": "worker",
+    "service.py": "service",
+    "store.py": "store",
+    "peng4nn_worker.py": "peng4nn_worker",
+    "peng4nn/__init__.py": "peng4nn",
+}
+"""Modules a user may well have in the directory they run PEng4NN from (issue 14: a user's worker.py ran)."""
+
+
+@dataclass
+class ImpostorDir:
+    path: Path
+    markers: Path
+
+    def ran(self) -> list[str]:
+        """The impostors that were imported (each leaves a marker)."""
+        return sorted(p.name for p in self.markers.iterdir())
+
+
+@pytest.fixture
+def impostor_dir(tmp_path) -> ImpostorDir:
+    """A directory holding worker.py, service.py, store.py, peng4nn_worker.py and a package peng4nn, each of
+    which leaves a marker file and exits when imported."""
+    markers = tmp_path / "ran"
+    markers.mkdir()
+    cwd = tmp_path / "cwd"
+    for relative, name in IMPOSTORS.items():
+        path = cwd / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"import pathlib\npathlib.Path({str(markers / name)!r}).touch()\n"
+                        f"raise SystemExit('the user\\'s own {relative} ran')\n")
+    assert PENG4NN_COMMAND.is_file(), f"the console script is not installed at {PENG4NN_COMMAND}"
+    return ImpostorDir(cwd, markers)

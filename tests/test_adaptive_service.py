@@ -16,12 +16,12 @@ from peng4nn.cli import main
 from peng4nn.jobs import JobCreate
 from peng4nn.replay import policy_factory, read_curves, replay
 from peng4nn.synthetic_curves import POPULATIONS, generate_population, write_csv
-from service.curve_sessions import CurveSettings
-from service.deps import PUBLIC_OWNER, owner_id
+from peng4nn_service.deps import PUBLIC_OWNER, owner_id
+from peng4nn_store import searches
+from peng4nn_store.encoding import clean_json
+from peng4nn_worker.tasks import _finish_in_search, _policy
 from tests.conftest import TINY_CNN, tiny_job, wait_for
-from worker import searches
-from worker.events import clean_json
-from worker.tasks import _finish_in_search, _policy
+
 
 def listed(search: str, owner: str = PUBLIC_OWNER) -> str:
     """The Redis list of a search's finished networks (searches are per owner)."""
@@ -60,8 +60,7 @@ def test_observe_sessions_of_one_search_decide_as_replay(api, redis_conn, search
     second keeps no policies, so every post rebuilds from Redis), get replay's decisions point for point."""
     path, curves, outcomes = search_curves
     cli_models = replay_cli(capsys, path)
-    first, second = api(), api()
-    second.app.state.curve_settings = CurveSettings(cache_size=0)
+    first, second = api(), api(curve_cache_size=0)
     search = f"search-{uuid.uuid4().hex[:8]}"
     with first.client() as a, second.client() as b:
         for i, (curve, outcome, model) in enumerate(zip(curves, outcomes, cli_models)):
@@ -120,12 +119,12 @@ def test_curve_policy_errors_name_the_field(api):
 
 
 def test_worker_policies_of_one_search_decide_as_replay(redis_url, redis_conn, search_curves):
-    """The worker's policy builder with a search_id, each job finishing before the next, gives replay's
+    """The worker's policy builder with a search, each job finishing before the next, gives replay's
     decisions; a second worker process would read the same list (each job gets a fresh Redis client)."""
     _, curves, outcomes = search_curves
     search = searches.scoped(PUBLIC_OWNER, f"jobs-{uuid.uuid4().hex[:8]}")
     request = JobCreate.model_validate({"architecture": TINY_CNN, "dataset": "digits", "policy": "adaptive",
-                                        "search_id": search})
+                                        "search": search})
     for curve, outcome in zip(curves, outcomes):
         redis = Redis.from_url(redis_url)
         policy = _policy(request, 10, redis, search)
@@ -141,11 +140,11 @@ def test_worker_policies_of_one_search_decide_as_replay(redis_url, redis_conn, s
 
 
 def test_a_worker_job_in_a_search_adds_its_curve(api, worker_factory, redis_conn):
-    """End to end: a real job with policy adaptive and a search_id trains, then its curve joins the search."""
+    """End to end: a real job with policy adaptive and a search trains, then its curve joins the search."""
     server = api()
     worker_factory()
     with server.client() as http:
-        job = http.post("/v1/jobs", json=tiny_job(e_max=1.5, policy="adaptive", search_id="nas-1")).json()
+        job = http.post("/v1/jobs", json=tiny_job(e_max=1.5, policy="adaptive", search="nas-1")).json()
         wait_for(lambda: http.get(f"/v1/jobs/{job['id']}").json()["status"] in ("completed", "converged", "failed"),
                  timeout=60, what="job end")
         public = http.get(f"/v1/jobs/{job['id']}").json()
@@ -171,8 +170,7 @@ def test_a_rebuilt_session_decides_its_old_points_with_the_search_as_it_was(api,
             policy.observe(*curve.point(i))
         policy.finish()
 
-    first, second = api(), api()
-    second.app.state.curve_settings = CurveSettings(cache_size=0)
+    first, second = api(), api(curve_cache_size=0)
     points = {i: [{"epoch": float(e), "val_acc": float(v)} for e, v in zip(c.epochs, c.val_acc)]
               for i, c in enumerate(curves)}
     with first.client() as a, second.client() as b:

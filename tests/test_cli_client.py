@@ -84,7 +84,7 @@ def test_the_token_comes_from_the_environment(api, arch, capsys, monkeypatch):
 
 
 def test_an_unreachable_service_is_one_line_and_exit_1(capsys):
-    from worker.embedded import free_port
+    from peng4nn_store.embedded import free_port
 
     code, _, err = cli(capsys, "jobs", "--url", f"http://127.0.0.1:{free_port()}", "--deadline", "0")
     assert code == 1 and err.count("\n") == 1 and "cannot reach the PEng4NN service" in err
@@ -105,7 +105,7 @@ def test_watch_a_job_and_a_search_until_they_end(api, worker_factory, arch, caps
     events = [json.loads(line) for line in out.splitlines()]
     assert events[0]["event"] == "status" and events[-1]["event"] == "result"
 
-    code, out, _ = cli(capsys, "submit", arch, arch, "--url", url, "--search-id", "s1", "--estimator",
+    code, out, _ = cli(capsys, "submit", arch, arch, "--url", url, "--search", "s1", "--estimator",
                        '{"e_max": 1}', "--policy", "paper", "--watch")
     assert code == 0
     assert "search s1: 2 jobs, 2 ended, 0 running" in out

@@ -18,9 +18,9 @@ from peng4nn.client import (
     ValidationError,
 )
 from peng4nn.jobs import IterationPublic, JobStatus, ResultEventData, StatusEventData
+from peng4nn_store.embedded import free_port
+from peng4nn_store.job_store import JobStore
 from tests.conftest import TINY_CNN
-from worker.embedded import free_port
-from worker.events import JobStore
 
 
 def test_client_round_trip_and_typed_errors(api):

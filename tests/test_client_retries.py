@@ -14,8 +14,8 @@ import pytest
 
 from peng4nn.backoff import Backoff, parse_retry_after
 from peng4nn.client import IDEMPOTENCY_HEADER, Client, ConnectionFailed, ServiceUnavailableError, SseParser
+from peng4nn_store.embedded import free_port
 from tests.conftest import TINY_CNN, tiny_job
-from worker.embedded import free_port
 
 pytestmark = pytest.mark.timeout(60)
 

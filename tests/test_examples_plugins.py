@@ -23,7 +23,6 @@ def run_example(name: str, argv: list[str], monkeypatch, tmp_path, capsys) -> st
 
 
 def test_lightning_example_stops_and_resumes(monkeypatch, tmp_path, capsys):
-    pytest.importorskip("lightning")
     out = run_example("lightning_digits.py", ["--max-epochs", "3"], monkeypatch, tmp_path, capsys)
     assert re.search(r"^(converged|max_epochs) at epoch [\d.]+ of 3: estimate \d+\.\d\d%$", out, re.M), out
     assert (tmp_path / "runs" / "lightning-digits" / "last.ckpt").is_file()

@@ -1,4 +1,4 @@
-"""The observation fast path (service.fast_path) answers exactly what the FastAPI route answers."""
+"""The observation fast path (peng4nn_service.fast_path) answers exactly what the FastAPI route answers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from service import fast_path
+from peng4nn_service import fast_path
 
 
 def chunked(payload: dict):

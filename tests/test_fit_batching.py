@@ -1,23 +1,24 @@
-"""Observation posts fitted together (service.fit_batching) decide exactly as policies fitting alone."""
+"""Observation posts fitted together (peng4nn_service.fit_batching) decide exactly as policies fitting alone."""
 
 from __future__ import annotations
 
 import asyncio
-import sys
-from pathlib import Path
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
+from peng4nn.curve import fit_many
 from peng4nn.policies import make_policy
-from service.curve_schemas import ObservationPoint
-from service.fit_batching import FitBatcher, prefitted
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from bench_replay import synthetic_curves  # noqa: E402
+from peng4nn.synthetic_curves import POPULATIONS, generate_population
+from peng4nn_service.curve_schemas import ObservationPoint
+from peng4nn_service.fit_batching import FitBatcher, prefitted
 
 
 def curves(n: int):
-    return [list(zip(epochs, acc)) for _, epochs, acc, _, _ in synthetic_curves(n, seed=5)]
+    """``n`` synthetic 40-point curves of the mixed population (learners, never-learners, bloomers, noisy)."""
+    return [list(zip(c.epochs, c.val_acc)) for c in generate_population(replace(POPULATIONS["mixed"], n_models=n),
+                                                                         seed=5)]
 
 
 def test_concurrent_posts_are_fitted_in_batches_with_the_same_decisions():
@@ -66,3 +67,21 @@ def test_posts_that_would_not_fit_alone_are_not_queued(case):
 
     asyncio.run(main())
     assert batcher.fits == 0
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_a_curve_that_breaks_the_batch_fails_only_its_own_fit():
+    """Numbers no request can send any more (validation refuses them) still must not fail the others."""
+    good = [(np.array([0.5, 1.0, 1.5, 2.0]), np.array([20.0, 35.0, 44.0, 50.0 + k])) for k in range(6)]
+    poison = (np.array([5e-324, 165.0, 166.0, 167.0]), np.array([10.0, 60.0, 61.0, 62.0]))  # rescaled: inf
+    batcher = FitBatcher()
+
+    async def main():
+        return await asyncio.gather(*(batcher.fit(e, a) for e, a in [*good[:3], poison, *good[3:]]),
+                                    return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert isinstance(results[3], Exception)
+    alone = fit_many(good)
+    assert [r for i, r in enumerate(results) if i != 3] == alone
+    assert batcher.isolated == 1

@@ -5,16 +5,14 @@ from __future__ import annotations
 import csv
 import math
 
+import lightning.pytorch as pl
 import pytest
+import torch
+from sklearn.datasets import load_digits
 
-pl = pytest.importorskip("lightning.pytorch")
-torch = pytest.importorskip("torch")
-
-from sklearn.datasets import load_digits  # noqa: E402
-
-from peng4nn.integrations import ESTIMATE_ATTR  # noqa: E402
-from peng4nn.integrations.lightning import MonitorMissingWarning, PEng4NNEarlyStopping  # noqa: E402
-from peng4nn.policies import make_policy, make_policy_factory  # noqa: E402
+from peng4nn.integrations import ESTIMATE_ATTR
+from peng4nn.integrations.lightning import MonitorMissingWarning, PEng4NNEarlyStopping
+from peng4nn.policies import make_policy, make_policy_factory
 
 MAX_EPOCHS = 20
 pytestmark = pytest.mark.timeout(120)

@@ -11,20 +11,19 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import optuna
 import pytest
 
-optuna = pytest.importorskip("optuna")
-
-from peng4nn.integrations import ESTIMATE_ATTR, INTERVAL_ATTR, REASON_ATTR  # noqa: E402
-from peng4nn.integrations.optuna import (  # noqa: E402
+from peng4nn.integrations import ESTIMATE_ATTR, INTERVAL_ATTR, REASON_ATTR
+from peng4nn.integrations.optuna import (
     PEng4NNPruner,
     best_trial_by_estimate,
     estimate_of,
     ranked_trials,
     report,
 )
-from peng4nn.policies import PolicyConfigError, make_policy  # noqa: E402
-from peng4nn.replay import policy_factory, read_curves, replay  # noqa: E402
+from peng4nn.policies import PolicyConfigError, make_policy
+from peng4nn.replay import policy_factory, read_curves, replay
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_CSV = ROOT / "examples" / "data" / "penguin-cifar100-sample.csv"

@@ -20,8 +20,8 @@ import pytest
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token file written to the home directory
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-ray = pytest.importorskip("ray")
-tune = pytest.importorskip("ray.tune")
+import ray  # noqa: E402  (after the environment above)
+from ray import tune  # noqa: E402
 
 from peng4nn.integrations.ray import PEng4NNStopper  # noqa: E402
 from peng4nn.policies import make_policy  # noqa: E402

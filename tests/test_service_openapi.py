@@ -1,15 +1,15 @@
-"""The committed OpenAPI document must match the app (regenerate with ``python -m service.openapi``)."""
+"""The committed OpenAPI document must match the app (regenerate with ``python -m peng4nn_service.openapi``)."""
 
 from __future__ import annotations
 
 import json
 
-from service.openapi import OPENAPI_PATH, render
+from peng4nn_service.openapi import OPENAPI_PATH, render
 
 
 def test_committed_openapi_matches_the_app():
     committed = OPENAPI_PATH.read_text()
-    assert committed == render(), "openapi/openapi.json drifted from the app: run `python -m service.openapi`"
+    assert committed == render(), "openapi/openapi.json drifted from the app: run `python -m peng4nn_service.openapi`"
 
 
 def test_openapi_documents_errors_and_auth():

@@ -8,8 +8,9 @@ import torch
 from peng4nn.analyzer import Reason
 from peng4nn.datasets import load_dataset
 from peng4nn.policies import make_policy
+from peng4nn.results import IterationEvent, TrainResult
 from peng4nn.spec import SpecError
-from peng4nn.train import BatchOrder, IterationEvent, TrainResult, train_and_estimate
+from peng4nn.train import BatchOrder, train_and_estimate
 
 SENSIBLE_CNN = {
     "schema": "peng4nn.arch/v1",

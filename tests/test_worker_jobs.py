@@ -8,9 +8,9 @@ import signal
 
 from redis import Redis
 
+from peng4nn_store.job_store import JobStore
 from tests.conftest import tiny_job, wait_for
 from tests.test_service_api import _read_sse
-from worker.events import JobStore
 
 
 def _status(http, job_id):
@@ -167,3 +167,24 @@ def test_a_job_over_its_timeout_fails_with_the_reason(api, worker_factory):
         job = wait_for(lambda: (j := _status(http, job_id))["status"] == "failed" and j, timeout=60, what="timeout")
         assert job["error"] == "timed out after 2 s (PENG4NN_JOB_TIMEOUT_S)"
         assert _read_sse(http, f"/v1/jobs/{job_id}/events")[-1]["event"] == "result"
+
+
+def test_a_workers_health_check_is_its_own_heartbeat(worker_factory, tmp_path):
+    """The container health check (python -m peng4nn_worker.health) passes while this worker beats and fails
+    once it is dead, whatever Redis says."""
+    import subprocess
+    import sys
+    import time
+
+    beat = tmp_path / "beat"
+    env = {**os.environ, "PENG4NN_WORKER_HEARTBEAT_FILE": str(beat), "PENG4NN_WORKER_LEASE_S": "3"}
+    health = [sys.executable, "-P", "-m", "peng4nn_worker.health"]
+    assert subprocess.run(health, env=env, capture_output=True, timeout=30).returncode == 1  # no worker yet
+    proc = worker_factory(PENG4NN_WORKER_HEARTBEAT_FILE=str(beat))
+    wait_for(beat.exists, timeout=30, what="the first heartbeat file")
+    assert subprocess.run(health, env=env, capture_output=True, timeout=30).returncode == 0
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    os.utime(beat, (time.time() - 7, time.time() - 7))  # the lease of 3 s gives a TTL of 6 s
+    done = subprocess.run(health, env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and "last heartbeat" in done.stderr

@@ -19,9 +19,12 @@ from rq.job import Job
 from peng4nn.datasets import dataset_info
 from peng4nn.jobs import EVENT_ITERATION, JobCreate, JobStatus
 from peng4nn.policies import StoppingPolicy, make_policy
-from service.config import get_settings
-from worker import searches
-from worker.events import JobStore, clean_json, dumps, now, record_key
+from peng4nn_store import searches
+from peng4nn_store.encoding import clean_json, dumps, now, text
+from peng4nn_store.job_store import JobStore
+from peng4nn_store.keys import networks_key, record_key
+from peng4nn_store.settings import get_settings
+from peng4nn_worker.outage import RedisRetry
 
 log = logging.getLogger("peng4nn.worker")
 
@@ -49,6 +52,19 @@ def request_shutdown() -> None:
     _shutdown.set()
 
 
+def shutting_down() -> bool:
+    return _shutdown.is_set()
+
+
+def shutdown_event() -> threading.Event:
+    return _shutdown
+
+
+def _retry() -> RedisRetry:
+    """Redis calls of a job ride out outages of up to PENG4NN_WORKER_REDIS_RETRY_S, unless the worker stops."""
+    return RedisRetry(get_settings().worker_redis_retry_s, _shutdown)
+
+
 class WorkerShutdown(Exception):
     """Raised out of a job interrupted by a worker shutdown so that RQ re-queues it (if it has retries left)."""
 
@@ -58,11 +74,13 @@ def run_job(job_id: str) -> dict[str, Any]:
     rq_job = get_current_job()
     settings = get_settings()
     store = JobStore(rq_job.connection, settings.job_ttl_s)
-    record = store.get(job_id)
+    retry = _retry()
+    record = retry(store.get, job_id)
     if record is None:
         return {"skipped": "expired"}
     attempt = int(record.get("attempts") or 0) + 1
-    started = store.transition(
+    started = retry(
+        store.transition,
         job_id, JobStatus.RUNNING, expect=[JobStatus.QUEUED], attempt=attempt, incr={"attempts": 1},
         set_fields={"started_at": now(), "worker": getattr(rq_job, "worker_name", None) or "", "iterations": 0,
                     "latest": "", "error": "", "cancel_requested": False},
@@ -72,34 +90,38 @@ def run_job(job_id: str) -> dict[str, Any]:
 
     try:
         result = _train(job_id, JobCreate.model_validate_json(record["request"]), store, settings,
-                        _text(record.get("owner")) or "")
+                        text(record.get("owner")) or "", retry)
     except Exception as exc:
         # A job that raised is final: RQ's retries are kept for lost workers only.
         rq_job.retries_left = 0
-        store.finish(job_id, JobStatus.FAILED, error=_describe(exc, rq_job), expect=[JobStatus.RUNNING])
+        retry(store.finish, job_id, JobStatus.FAILED, error=_describe(exc, rq_job), expect=[JobStatus.RUNNING])
         raise
-    return _finish(job_id, result, store, rq_job)
+    return _finish(job_id, result, store, rq_job, retry)
 
 
-def _train(job_id: str, request: JobCreate, store: JobStore, settings, owner: str = "") -> Any:
+def _train(job_id: str, request: JobCreate, store: JobStore, settings, owner: str = "",
+           retry: RedisRetry | None = None) -> Any:
     from peng4nn.train import train_and_estimate  # torch: only ever imported in the worker
 
     spec = request.architecture
     if request.seed is not None:
         spec = spec.model_copy(update={"training": spec.training.model_copy(update={"seed": request.seed})})
     info = dataset_info(request.dataset)
-    search = searches.scoped(owner, request.search_id) if request.search_id else None
-    policy = _policy(request, info.num_classes, store.redis, search)
+    retry = retry or _retry()
+    search = searches.scoped(owner, request.search) if request.search else None
+    policy = _policy(request, info.num_classes, store.redis, search, retry)
     key = record_key(job_id)
 
     def publish(event) -> None:
+        # Refused when the job is no longer running (cancelled, or failed/re-queued by the lease rule
+        # during an outage): should_stop() then ends the run.
         data = dumps(clean_json(event.to_dict()))
-        store.apply(job_id, expect=[JobStatus.RUNNING], set_fields={"latest": data, "updated_at": now()},
-                    incr={"iterations": 1}, events=[(EVENT_ITERATION, data)])
+        retry(store.apply, job_id, expect=[JobStatus.RUNNING], set_fields={"latest": data, "updated_at": now()},
+              incr={"iterations": 1}, events=[(EVENT_ITERATION, data)])
 
     def should_stop() -> bool:
-        status, cancel = store.redis.hmget(key, "status", "cancel_requested")
-        return _shutdown.is_set() or _text(status) != JobStatus.RUNNING.value or _text(cancel) == "1"
+        status, cancel = retry(store.redis.hmget, key, "status", "cancel_requested")
+        return _shutdown.is_set() or text(status) != JobStatus.RUNNING.value or text(cancel) == "1"
 
     try:
         return train_and_estimate(spec, request.dataset, policy=policy, device=_device, shadow=request.shadow,
@@ -107,53 +129,59 @@ def _train(job_id: str, request: JobCreate, store: JobStore, settings, owner: st
                                   download=settings.download)
     finally:
         if search and not _shutdown.is_set():  # a re-queued job runs again: it has not finished
-            _finish_in_search(policy, search, store.redis, settings.job_ttl_s)
+            _finish_in_search(policy, search, store.redis, settings.job_ttl_s, retry)
 
 
-def _policy(request: JobCreate, num_classes: int, redis, search: str | None) -> StoppingPolicy:
+def _policy(request: JobCreate, num_classes: int, redis, search: str | None,
+            retry: RedisRetry | None = None) -> StoppingPolicy:
     """The job's policy; a population-aware one ranks against the job's (owner-scoped) search, kept in Redis."""
+    retry = retry or _retry()
     if not (search and searches.is_search_policy(request.policy)):
         return make_policy(request.policy, estimator=request.estimator, num_classes=num_classes,
                            **request.policy_params)
     population = _populations.get(search, request.policy, request.estimator, num_classes,
-                                  request.policy_params, stored=redis.llen(searches.networks_key(search)))
-    population.source = searches.source(redis, search)  # pulled before every decision
+                                  request.policy_params, stored=retry(redis.llen, networks_key(search)))
+    pull = searches.source(redis, search)
+    population.source = lambda n: retry(pull, n)  # pulled before every decision
     return population()
 
 
-def _finish_in_search(policy: StoppingPolicy, search_id: str, redis, ttl_s: float) -> None:
+def _finish_in_search(policy: StoppingPolicy, search: str, redis, ttl_s: float,
+                      retry: RedisRetry | None = None) -> None:
     """`policy.finish()` for a service: the network goes to the search's list in Redis, which every
     process (this one included) learns from on its next decision."""
     outcome = getattr(policy, "outcome", None)
     network = outcome() if outcome is not None else None
     if network is not None:
-        searches.append(redis, search_id, network, ttl_s)
+        (retry or _retry())(searches.append, redis, search, network, ttl_s)
 
 
-def _finish(job_id: str, result, store: JobStore, rq_job: Job) -> dict[str, Any]:
+def _finish(job_id: str, result, store: JobStore, rq_job: Job, retry: RedisRetry) -> dict[str, Any]:
     data = result.to_dict()
     data.pop("events", None)
-    data["final_val_acc"] = result.events[-1].val_acc if result.events else None
     running = [JobStatus.RUNNING]
     if result.reason == REASON_CANCELLED:
-        if store.cancel_requested(job_id) or not _shutdown.is_set():
-            store.finish(job_id, JobStatus.CANCELLED, result=data, expect=running,
+        if retry(store.cancel_requested, job_id) or not _shutdown.is_set():
+            done = retry(store.finish, job_id, JobStatus.CANCELLED, result=data, expect=running,
                          error=f"cancelled by request after {result.epochs_trained:g} epochs")
+            if not done.ok and done.status != JobStatus.CANCELLED.value:  # the lease rule decided meanwhile
+                return {"status": done.status, "superseded": True}
             return {"status": JobStatus.CANCELLED.value}
         if rq_job.retries_left:
             reason = f"worker shut down after {result.epochs_trained:g} epochs; re-queued"
-            store.transition(job_id, JobStatus.QUEUED, expect=running, reason=reason, set_fields={"error": reason})
+            retry(store.transition, job_id, JobStatus.QUEUED, expect=running, reason=reason,
+                  set_fields={"error": reason})
             raise WorkerShutdown("worker shut down mid-job; RQ re-queues it")
-        store.finish(job_id, JobStatus.FAILED, result=data, expect=running,
-                     error=f"worker shut down after {result.epochs_trained:g} epochs (no re-queues left)")
+        retry(store.finish, job_id, JobStatus.FAILED, result=data, expect=running,
+              error=f"worker shut down after {result.epochs_trained:g} epochs (no re-queues left)")
         return {"status": JobStatus.FAILED.value}
     if result.reason == REASON_OUT_OF_MEMORY:
-        store.finish(job_id, JobStatus.FAILED, result=data, expect=running,
-                     error=f"out of memory on {result.device} after {result.epochs_trained:g} epochs")
+        retry(store.finish, job_id, JobStatus.FAILED, result=data, expect=running,
+              error=f"out of memory on {result.device} after {result.epochs_trained:g} epochs")
         return {"status": JobStatus.FAILED.value}
     converged = bool(result.converged or result.shadow_converged)
     status = JobStatus.CONVERGED if converged else JobStatus.COMPLETED
-    store.finish(job_id, status, result=data, expect=running)
+    retry(store.finish, job_id, status, result=data, expect=running)
     return {"status": status.value}
 
 
@@ -169,7 +197,8 @@ def on_job_failure(job: Job, connection, exc_type, exc_value, tb) -> None:
     store = JobStore(connection, settings.job_ttl_s)
     job_id = job.id
     if exc_type is not None and issubclass(exc_type, AbandonedJobError):
-        lost = f"worker {job.worker_name or '?'} stopped sending heartbeats (killed or lost) mid-job"
+        lost = (f"worker {job.worker_name or '?'} stopped sending heartbeats mid-job "
+                f"(killed, host lost, or cut off from Redis for over {settings.worker_lease_s} s)")
         if job.retries_left:
             store.transition(job_id, JobStatus.QUEUED, expect=[JobStatus.RUNNING], reason=f"{lost}; re-queued",
                              set_fields={"error": f"{lost}; re-queued"})
@@ -188,7 +217,3 @@ def _describe(exc: BaseException, job: Job) -> str:
     if isinstance(exc, JobTimeoutException):
         return f"timed out after {job.timeout} s (PENG4NN_JOB_TIMEOUT_S)"
     return f"{type(exc).__name__}: {exc}"
-
-
-def _text(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes) else value

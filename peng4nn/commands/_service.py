@@ -104,7 +104,7 @@ def job_row(job) -> tuple[str, ...]:
     acc = job.latest.val_acc if job.latest is not None else None
     shown = f"{fmt(value)}{'' if kind in ('estimate', '') else ' ' + kind[0]}"  # p = predicted, r = reached
     return (job.id, job.status.value, fmt(epoch, 1), fmt(acc), shown,
-            f"{fmt(interval[0])}-{fmt(interval[1])}" if interval else "-", job.search_id or "-", job.label or "-")
+            f"{fmt(interval[0])}-{fmt(interval[1])}" if interval else "-", job.search or "-", job.label or "-")
 
 
 def table(rows: list[tuple[str, ...]], columns: tuple[str, ...] = JOB_COLUMNS) -> str:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+from peng4nn import defaults
 from peng4nn.cli import CliError
 
 SERVICE_START_TIMEOUT_S = 60.0
@@ -33,14 +34,25 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--e-max", type=float, default=10.0, help="epochs each network may train (default: 10)")
     parser.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the architecture draws (default: 0)")
-    parser.add_argument("--policy", default="paper", help="stopping policy: paper, menndl, patience, fixed, adaptive")
+    parser.add_argument("--policy", default=defaults.LONE_POLICY,
+                        help=f"stopping policy: paper, menndl, patience, fixed, adaptive (default {defaults.LONE_POLICY})")
     parser.add_argument("--workers", type=int, default=2, help="local worker processes (default: 2)")
     parser.set_defaults(run=run)
+
+
+DEMO_NEEDS = ("httpx", "fastapi", "uvicorn", "redis", "rq", "torch")
+"""What the demo runs: the client, the service and the workers' training (the service and train extras)."""
 
 
 def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise CliError(f"--workers must be at least 1; got {args.workers}")
+    import importlib.util
+
+    missing = [name for name in DEMO_NEEDS if importlib.util.find_spec(name) is None]
+    if missing:
+        raise CliError(f"the demo runs the service and trains networks: pip install 'peng4nn[service,train]' "
+                       f"(missing: {', '.join(missing)})")
     from peng4nn.policies import POLICY_NAMES
 
     if args.policy not in POLICY_NAMES:
@@ -52,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PENG4NN_REDIS_URL")}
     print(f"peng4nn demo: starting the service on {url} with {args.workers} worker(s)...", file=sys.stderr, flush=True)
     service = subprocess.Popen(
-        [sys.executable, "-m", "peng4nn", "serve", "--port", str(port), "--workers", str(args.workers)],
+        [sys.executable, "-P", "-m", "peng4nn", "serve", "--port", str(port), "--workers", str(args.workers)],
         env=env, start_new_session=True,
     )
     try:

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from peng4nn import defaults
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -18,8 +20,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("arch", metavar="ARCH.json", help="architecture + training spec (see docs/SPEC.md)")
     p.add_argument("--dataset", default="digits", help="dataset name or .npz path (default digits)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
-    p.add_argument("--e-max", dest="e_max", type=float, default=None, help="maximum epochs (default: the policy's, 20)")
-    p.add_argument("--policy", default="paper", help="stopping policy: paper (default), menndl, patience, fixed")
+    p.add_argument("--e-max", dest="e_max", type=float, default=None, help=f"maximum epochs (default: the policy's, {defaults.E_MAX:g})")
+    p.add_argument("--policy", default=defaults.LONE_POLICY,
+                   help=f"stopping policy: paper, menndl, patience, fixed (default {defaults.LONE_POLICY})")
     p.add_argument("--shadow", action="store_true",
                    help="train to e_max anyway and report where the engine would have stopped")
     p.add_argument("--json", action="store_true", help="print the whole result (every iteration) as JSON")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from peng4nn import defaults
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -18,8 +20,9 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--dataset", required=True, help="dataset name (digits, mnist-5k, ...) or an .npz path")
     p.add_argument("--models", type=int, required=True, help="networks to draw and train")
-    p.add_argument("--e-max", dest="e_max", type=float, default=20.0, help="epochs every model trains (default 20)")
-    p.add_argument("--E", type=float, default=0.5, help="epochs between validations (default 0.5)")
+    p.add_argument("--e-max", dest="e_max", type=float, default=defaults.E_MAX,
+                   help=f"epochs every model trains (default {defaults.E_MAX:g})")
+    p.add_argument("--E", type=float, default=defaults.E, help=f"epochs between validations (default {defaults.E:g})")
     p.add_argument("--seed", type=int, default=0, help="seed of the generator (default 0)")
     p.add_argument("--preset", default="cpu", help="generator ranges: cpu (small nets, default) or paper")
     p.add_argument("--ranges", default=None,

@@ -15,7 +15,8 @@ def add_parser(subparsers) -> None:
                     "converge, marked r) and interval.",
     )
     p.add_argument("--status", default=None, help="only jobs in this status (queued, running, converged, ...)")
-    p.add_argument("--search-id", dest="search_id", default=None, help="only jobs of this search")
+    p.add_argument("--search", "--search-id", dest="search", default=None,
+                   help="only jobs of this search (--search-id: its deprecated old name)")
     p.add_argument("--limit", type=int, default=50, help="at most this many jobs (default 50)")
     add_service_options(p, json_help="print the jobs as JSON")
     p.set_defaults(run=run)
@@ -37,7 +38,7 @@ def _list(args: argparse.Namespace) -> int:
     if args.status is not None and args.status not in {s.value for s in JobStatus}:
         raise CliError(f"--status must be one of {', '.join(s.value for s in JobStatus)}; got {args.status!r}")
     with client_for(args) as client, service_errors("listing jobs"):
-        jobs, total = jobs_of(client, args.status, args.search_id, args.limit)
+        jobs, total = jobs_of(client, args.status, args.search, args.limit)
     if args.json:
         print_json({"data": [j.model_dump(mode="json") for j in jobs], "count": total})
     else:
@@ -46,15 +47,15 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def jobs_of(client, status: str | None, search_id: str | None, limit: int, page: int = 500):
+def jobs_of(client, status: str | None, search: str | None, limit: int, page: int = 500):
     """Up to ``limit`` jobs (of one search, when given: the API lists by owner, so filter page by page)."""
-    if search_id is None:
+    if search is None:
         listed = client.list(status=status, limit=min(limit, page))
         return listed.data, listed.count
     found, offset = [], 0
     while True:
         listed = client.list(status=status, offset=offset, limit=page)
-        found += [j for j in listed.data if j.search_id == search_id]
+        found += [j for j in listed.data if j.search == search]
         offset += len(listed.data)
         if not listed.data or offset >= listed.count:
             return found[:limit], len(found)

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from peng4nn import defaults
+
 #: Classes assumed for the never-learn marker (chance accuracy) when --num-classes is not given.
 DEFAULT_NUM_CLASSES = 10
 
@@ -37,13 +39,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("curves", metavar="CURVES.csv", help="recorded curves; rows of a model consecutive, in epoch order")
     p.add_argument("--policy", default=None,
                    help="adaptive (default: the file is one search, in order), paper, menndl, patience or fixed")
-    p.add_argument("--backend", default="fast", choices=("fast", "scipy"), help="curve-fitting back-end (default fast)")
+    p.add_argument("--backend", default=defaults.BACKEND, choices=("fast", "scipy"),
+                   help=f"curve-fitting back-end (default {defaults.BACKEND})")
     p.add_argument("--num-classes", type=int, default=DEFAULT_NUM_CLASSES,
                    help=f"classes of the task, for the never-learn marker 100/classes+1 (default {DEFAULT_NUM_CLASSES})")
     g = p.add_argument_group("estimator settings (the paper's symbols)")
     g.add_argument("--N", type=int, help="predictions that must agree (default 3)")
     g.add_argument("--E", type=float, help="epochs per iteration (default: inferred from the epoch spacing)")
-    g.add_argument("--e-max", dest="e_max", type=float, help="maximum epochs (default 20)")
+    g.add_argument("--e-max", dest="e_max", type=float, help=f"maximum epochs (default {defaults.E_MAX:g})")
     g.add_argument("--t", type=float, help="allowed spread of the last N predictions, points (default 0.5)")
     g.add_argument("--loss-check", dest="loss_check", action="store_true", default=None,
                    help="the paper's LOSS flag (needs a val_loss column)")

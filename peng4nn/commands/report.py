@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from peng4nn import defaults
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -21,8 +23,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--num-classes", dest="num_classes", type=int, default=10,
                    help="classes of the task, for the never-learn marker (default 10)")
     p.add_argument("--E", type=float, default=None, help="epochs per iteration (default: inferred from the curves)")
-    p.add_argument("--e-max", dest="e_max", type=float, default=20.0, help="maximum epochs (default 20)")
-    p.add_argument("--backend", default="fast", choices=("fast", "scipy"), help="curve-fitting back-end")
+    p.add_argument("--e-max", dest="e_max", type=float, default=defaults.E_MAX,
+                   help=f"maximum epochs (default {defaults.E_MAX:g})")
+    p.add_argument("--backend", default=defaults.BACKEND, choices=("fast", "scipy"),
+                   help=f"curve-fitting back-end (default {defaults.BACKEND})")
     p.add_argument("--title", default=None, help="title of report.md")
     p.set_defaults(run=run)
 

@@ -16,17 +16,18 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("arch", metavar="ARCH.json", nargs="+", help="architecture + training spec (see docs/SPEC.md)")
     p.add_argument("--dataset", default="digits", help="dataset name on the service (default digits)")
-    p.add_argument("--policy", default=None, help="stopping policy (default: adaptive with --search-id, else paper)")
+    p.add_argument("--policy", default=None, help="stopping policy (default: adaptive with --search, else paper)")
     p.add_argument("--policy-params", dest="policy_params", default=None, metavar="JSON",
                    help='policy parameters as a JSON object, e.g. \'{"top": 10}\'')
     p.add_argument("--estimator", default=None, metavar="JSON", help='estimator settings, e.g. \'{"e_max": 10}\'')
-    p.add_argument("--search-id", dest="search_id", default=None, help="the search these networks belong to")
+    p.add_argument("--search", "--search-id", dest="search", default=None,
+                   help="the search these networks belong to (--search-id: its deprecated old name)")
     p.add_argument("--label", default=None, help="free text shown back with the job")
     p.add_argument("--seed", type=int, default=None, help="overrides the spec's training seed")
     p.add_argument("--shadow", action="store_true", help="train to e_max anyway, recording where it would stop")
     p.add_argument("--idempotency-key", dest="idempotency_key", default=None,
                    help="the key of this submission (one ARCH.json only; default: a fresh one per network)")
-    p.add_argument("--watch", action="store_true", help="then watch the job (or, with --search-id, the search)")
+    p.add_argument("--watch", action="store_true", help="then watch the job (or, with --search, the search)")
     add_service_options(p, json_help="print each accepted job as a JSON line")
     p.set_defaults(run=run)
 
@@ -45,7 +46,7 @@ def _submit(args: argparse.Namespace) -> int:
     if args.idempotency_key is not None and len(args.arch) > 1:
         raise CliError("--idempotency-key names one submission; got several ARCH.json files")
     options = {
-        "policy": args.policy, "search_id": args.search_id, "label": args.label, "seed": args.seed,
+        "policy": args.policy, "search": args.search, "label": args.label, "seed": args.seed,
         "shadow": args.shadow or None,
         "policy_params": json_object_option(args.policy_params, "--policy-params") if args.policy_params else None,
         "estimator": json_object_option(args.estimator, "--estimator") if args.estimator else None,
@@ -65,6 +66,6 @@ def _submit(args: argparse.Namespace) -> int:
             return 0
         from peng4nn.commands.watch import watch_job, watch_search
 
-        if args.search_id is not None and len(accepted) > 1:
-            return watch_search(client, args.search_id, args.json)
+        if args.search is not None and len(accepted) > 1:
+            return watch_search(client, args.search, args.json)
         return max(watch_job(client, job.id, args.json) for job in accepted)

@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
                     "of a search, ranked by the engine's estimate. Exit code 1 if a watched job failed.",
     )
     p.add_argument("job_id", metavar="JOB_ID", nargs="?", help="the job to follow")
-    p.add_argument("--search", default=None, metavar="SEARCH_ID", help="follow every job of this search instead")
+    p.add_argument("--search", default=None, metavar="SEARCH", help="follow every job of this search instead")
     p.add_argument("--interval", type=float, default=DEFAULT_INTERVAL_S,
                    help=f"seconds between two looks at a search (default {DEFAULT_INTERVAL_S:g})")
     add_service_options(p, json_help="print events (a job) or snapshots (a search) as JSON lines")
@@ -58,7 +58,7 @@ def watch_job(client, job_id: str, as_json: bool = False) -> int:
         job = client.get(job_id)
         if not as_json:
             print(f"job {job.id}: {job.dataset}, policy {job.policy}"
-                  + (f", search {job.search_id}" if job.search_id else "")
+                  + (f", search {job.search}" if job.search else "")
                   + (f", label {job.label!r}" if job.label else ""), flush=True)
         for event in client.stream(job_id):
             if as_json:
@@ -91,7 +91,7 @@ def watch_job(client, job_id: str, as_json: bool = False) -> int:
     return 1 if final.status is JobStatus.FAILED else 0
 
 
-def watch_search(client, search_id: str, as_json: bool = False, interval: float = DEFAULT_INTERVAL_S) -> int:
+def watch_search(client, search: str, as_json: bool = False, interval: float = DEFAULT_INTERVAL_S) -> int:
     from peng4nn.commands._service import ServiceCliError, job_estimate, job_row, print_json, service_errors, table
     from peng4nn.commands.list_jobs import jobs_of
     from peng4nn.jobs import JobStatus
@@ -100,18 +100,18 @@ def watch_search(client, search_id: str, as_json: bool = False, interval: float 
     shown: dict[str, tuple] = {}
     drawn = 0
     while True:
-        with service_errors(f"search {search_id}"):
-            jobs, _ = jobs_of(client, None, search_id, limit=1_000_000)
+        with service_errors(f"search {search}"):
+            jobs, _ = jobs_of(client, None, search, limit=1_000_000)
         if not jobs:
-            raise ServiceCliError(f"search {search_id}: no jobs (the search id is per API token)")
+            raise ServiceCliError(f"search {search}: no jobs (the search name is per API token)")
         ranked = sorted(jobs, key=lambda j: -(job_estimate(j)[0] if job_estimate(j)[0] is not None else -1.0))
         rows = {j.id: job_row(j) for j in ranked}
         ended = sum(j.status.is_terminal for j in jobs)
-        summary = f"search {search_id}: {len(jobs)} jobs, {ended} ended, " \
+        summary = f"search {search}: {len(jobs)} jobs, {ended} ended, " \
                   f"{sum(j.status is JobStatus.RUNNING for j in jobs)} running"
         if as_json:
             if rows != shown:
-                print_json({"search": search_id, "jobs": [j.model_dump(mode="json") for j in ranked]})
+                print_json({"search": search, "jobs": [j.model_dump(mode="json") for j in ranked]})
         elif live:
             text = table(list(rows.values())) + "\n" + summary
             sys.stdout.write((f"\x1b[{drawn}F\x1b[J" if drawn else "") + text + "\n")

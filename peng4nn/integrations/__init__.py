@@ -19,6 +19,7 @@ from typing import Any, Callable, Protocol
 
 from peng4nn.analyzer import Decision, EstimatorSettings, Reason
 from peng4nn.policies import DEFAULT_LONE_POLICY, StoppingPolicy, make_policy
+from peng4nn.schedule import LRSchedule
 
 __all__ = [
     "CurveObserver", "ESTIMATE_ATTR", "INTERVAL_ATTR", "REASON_ATTR", "TrialEstimate", "check_scale", "diverged",
@@ -59,17 +60,14 @@ class CurveObserver(Protocol):
 
 
 class _RemoteCurve:
-    """A service session behind the observer interface.
-
-    The service's observation points carry no learning rate yet, so the rate is not sent.
-    """
+    """A service session behind the observer interface (the rate of each point is sent with it)."""
 
     def __init__(self, session: Any):
         self.session = session
 
     def observe(self, epoch: float, val_acc: float, val_loss: float | None = None,
                 train_loss: float | None = None, lr: float | None = None) -> Decision:
-        return self.session.observe(epoch, val_acc, val_loss, train_loss)
+        return self.session.observe(epoch, val_acc, val_loss, train_loss, lr)
 
     def get(self) -> dict:
         return self.session.get()
@@ -94,12 +92,17 @@ def open_curve(
 
     In-process: `search` is a factory from `make_policy_factory` shared by the networks of one
     search (called once per network, in arrival order), else a fresh ``policy``. With ``client``:
-    a service session; `search` is then the service's search id.
+    a service session; `search` is then the service's search id, and ``schedule`` is sent when it is an
+    `LRSchedule` (bound or not; another `RateSchedule` has no wire form, the per-point rates still go).
     """
     if client is not None:
         search_id = search if isinstance(search, str) else None
+        wire_schedule = getattr(schedule, "schedule", schedule)  # a BoundSchedule's LRSchedule
+        if not isinstance(wire_schedule, LRSchedule):
+            wire_schedule = None
         return _RemoteCurve(client.observe(estimator=estimator, num_classes=num_classes, label=label,
-                                           policy=policy, policy_params=policy_params or None, search=search_id))
+                                           policy=policy, policy_params=policy_params or None, search=search_id,
+                                           schedule=wire_schedule))
     if callable(search):
         observer = search()
     else:

@@ -178,13 +178,6 @@ class RunWatch:
             raise ValueError(f"the checkpoint's PEng4NN callback monitored {state.get('monitor')!r}, "
                              f"this one monitors {self.monitor!r}")
         self.points = [(float(e), float(a), None if lr is None else float(lr)) for e, a, lr in state["points"]]
-        self.decisions = [_decision(d) for d in state["decisions"]]
+        self.decisions = [Decision.from_dict(d) for d in state["decisions"]]
         self.curve = None  # rebuilt from the points at the next validation
         self._restored = True
-
-
-def _decision(data: dict) -> Decision:
-    interval = data.get("interval")
-    return Decision(epoch=data["epoch"], prediction=data["prediction"], a=data["a"], b=data["b"], c=data["c"],
-                    converged=data["converged"], stop=data["stop"], estimate=data["estimate"],
-                    reason=Reason(data["reason"]), interval=tuple(interval) if interval is not None else None)

@@ -1,1 +1,1 @@
-"""One router per resource; `service.app.ROUTERS` lists them in the order they are mounted."""
+"""One router per resource; `peng4nn_service.app.ROUTERS` lists them in the order they are mounted."""

@@ -3,7 +3,7 @@
 The caller opens a session, posts each validation point and gets the engine's decision
 back at once: it is made in this process by the library's policy with the fast fitting
 back-end (no queue hop). ``async def`` handlers on ``redis.asyncio`` throughout: the fit
-runs inline on the event loop (see `service.curve_sessions` for why not in a thread).
+runs inline on the event loop (see `peng4nn_service.curve_sessions` for why not in a thread).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 
-from service.curve_schemas import (
+from peng4nn_service.curve_schemas import (
     CurveCreate,
     CurveCreated,
     CurvePublic,
@@ -21,33 +21,26 @@ from service.curve_schemas import (
     ObservationResult,
     ObservationsCreate,
 )
-from service.curve_sessions import CURVE_ID_PATTERN, CurveSessions, CurveSettings
-from service.deps import OwnerDep, v1_router
-from service.fit_batching import FitBatcher, prefitted
-from service.errors import error_responses
+from peng4nn_service.curve_sessions import CURVE_ID_PATTERN, CurveSessions
+from peng4nn_service.deps import OwnerDep, v1_router
+from peng4nn_service.errors import error_responses
+from peng4nn_service.fit_batching import FitBatcher, prefitted
+from peng4nn_service.quotas import check_points_per_post
 
 router = v1_router("/curves", "curves")
 
 
 async def get_curve_sessions(request: Request) -> CurveSessions:
-    """The app's session store, made on first use (settings from ``app.state.curve_settings`` or the env)."""
-    state = request.app.state
-    sessions = getattr(state, "curve_sessions", None)
-    if sessions is None or sessions.redis is not state.async_redis:  # none yet, or the app restarted
-        settings = getattr(state, "curve_settings", None) or CurveSettings()
-        sessions = state.curve_sessions = CurveSessions(state.async_redis, settings)
-    return sessions
+    """The app's session store (made by the lifespan, on the app's event loop)."""
+    return request.app.state.curve_sessions
 
 
 SessionsDep = Annotated[CurveSessions, Depends(get_curve_sessions)]
 
 
 def get_fit_batcher(request: Request) -> FitBatcher:
-    """The app's batcher of observation fits (one event loop per app), made on first use."""
-    batcher = getattr(request.app.state, "fit_batcher", None)
-    if batcher is None:
-        batcher = request.app.state.fit_batcher = FitBatcher()
-    return batcher
+    """The app's batcher of observation fits (one event loop per app)."""
+    return request.app.state.fit_batcher
 
 
 CurveId = Annotated[str, Path(pattern=CURVE_ID_PATTERN, description="The id POST /v1/curves answered.")]
@@ -63,9 +56,9 @@ async def create_curve(owner: OwnerDep, sessions: SessionsDep, response: Respons
 
 
 async def open_session(sessions: CurveSessions, owner: str, body: CurveCreate | None) -> CurveCreated:
-    """The session-opening post's work and answer (also called by `service.fast_path`)."""
+    """The session-opening post's work and answer (also called by `peng4nn_service.fast_path`)."""
     curve_id = await sessions.create(owner, body or CurveCreate())
-    return CurveCreated(id=curve_id, expires_in_s=sessions.settings.ttl_s)
+    return CurveCreated(id=curve_id, expires_in_s=sessions.settings.curve_ttl_s)
 
 
 @router.post("/{curve_id}/observations", response_model=ObservationResult, responses=error_responses(404, 409))
@@ -78,7 +71,8 @@ async def observe_curve(curve_id: CurveId, body: ObservationsCreate, owner: Owne
 
 async def observe_points(request: Request, sessions: CurveSessions, curve_id: str, owner: str,
                          points: list[ObservationPoint]) -> dict:
-    """The observation post's work and answer (also called by `service.fast_path`, which skips the framework)."""
+    """The observation post's work and answer (also called by `peng4nn_service.fast_path`, which skips the framework)."""
+    check_points_per_post(len(points), request.app.state.settings.quota_points_per_post)
     entry = sessions.cache.get(curve_id)
     policy = entry.policy if entry is not None and entry.owner == owner else None
     # One point for a cached policy: its fit is made together with the other posts of this loop turn.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from peng4nn.datasets import list_datasets
 from peng4nn.jobs import DatasetPublic, DatasetsPublic
-from service.deps import v1_router
+from peng4nn_service.deps import v1_router
 
 router = v1_router("/datasets", "datasets")
 

@@ -8,17 +8,16 @@ stream would not scale to hundreds of streams. No handler mixes the two.
 
 from __future__ import annotations
 
-import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Response
 from fastapi.sse import EventSourceResponse, format_sse_event
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from peng4nn.jobs import (
     EVENT_RESULT,
+    TERMINAL_STATUSES,
     JobAccepted,
     JobBatchCreate,
     JobCreate,
@@ -27,19 +26,32 @@ from peng4nn.jobs import (
     JobsPublic,
     JobStatus,
     ResultEventData,
-    TERMINAL_STATUSES,
 )
-from service import idempotency, jobs
-from service.deps import AsyncRedisDep, OwnerDep, QueueDep, RedisDep, SettingsDep, StoreDep, StreamHubDep, v1_router
-from service.responses import model_response
-from service.errors import InvalidInput, JobNotFound, StreamEnded, error_responses
-from service.streams import HubClosed
-from worker.events import record_key, stream_key
+from peng4nn_service import idempotency, jobs
+from peng4nn_service.deps import (
+    ActiveJobsDep,
+    AsyncRedisDep,
+    OwnerDep,
+    QueueDep,
+    RedisDep,
+    SettingsDep,
+    StoreDep,
+    StreamRedisDep,
+    StreamSlotsDep,
+    v1_router,
+)
+from peng4nn_service.errors import InvalidInput, StreamEnded, error_responses
+from peng4nn_service.responses import model_response
+from peng4nn_service.streams import StreamReader
+from peng4nn_store.keys import record_key, stream_key
 
 router = v1_router("/jobs", "jobs")
 
 EVENT_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"
-"""A Redis stream id, which is what every event id is."""
+"""A Redis stream id, which is what every event id is (each part also at most `MAX_ID_PART`)."""
+
+MAX_ID_PART = 2**64 - 1
+"""Redis stream ids are two unsigned 64-bit numbers; a larger part would fail in XREAD."""
 
 KEEPALIVE = b": keep-alive\n\n"
 """Comment line sent on idle streams (proxies and clients see the connection alive)."""
@@ -59,27 +71,29 @@ IdempotencyKey = Annotated[str | None, Header(
 
 @router.post("", status_code=202, response_model=JobAccepted, responses=error_responses(409, 413))
 def create_job(body: JobCreate, owner: OwnerDep, store: StoreDep, queue: QueueDep, settings: SettingsDep,
-               idempotency_key: IdempotencyKey = None) -> Response:
+               active: ActiveJobsDep, idempotency_key: IdempotencyKey = None) -> Response:
     """Submit one network: validated, queued, answered with its id and links (once per Idempotency-Key)."""
-    accepted, replayed = jobs.submit_job(store, queue, settings, owner, body, idempotency_key)
+    accepted, replayed = jobs.submit_job(store, queue, settings, owner, body, active, idempotency_key)
     return model_response(accepted, 202, idempotency.response_headers(accepted, replayed))
 
 
 @router.post("/batch", status_code=202, response_model=JobsAccepted, responses=error_responses(413))
 def create_jobs(body: JobBatchCreate, owner: OwnerDep, store: StoreDep, queue: QueueDep,
-                settings: SettingsDep) -> Response:
+                settings: SettingsDep, active: ActiveJobsDep) -> Response:
     """Submit a whole generation: all valid or none queued; one id per architecture, in order."""
     if len(body.jobs) > settings.max_batch:
         raise InvalidInput(f"body.jobs: at most {settings.max_batch} jobs per batch; got {len(body.jobs)}",
                            errors=[{"loc": ["body", "jobs"], "msg": f"at most {settings.max_batch} jobs per batch; "
                                                                    f"got {len(body.jobs)}"}])
-    accepted = jobs.submit_jobs(store, queue, settings, owner, body.jobs, ("body", "jobs"), indexed=True)
+    accepted = jobs.submit_jobs(store, queue, settings, owner, body.jobs, ("body", "jobs"), indexed=True,
+                                active=active)
     return model_response(JobsAccepted(data=accepted, count=len(accepted)), 202)
 
 
 @router.get("", response_model=JobsPublic)
 def read_jobs(owner: OwnerDep, redis: RedisDep, store: StoreDep, status: JobStatus | None = None,
-              offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Response:
+              offset: Annotated[int, Query(ge=0, le=jobs.MAX_OFFSET)] = 0,
+              limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Response:
     """Your jobs, newest first, optionally of one status; ``count`` is the total over all pages."""
     return model_response(jobs.list_jobs(redis, store, owner, status, offset, limit))
 
@@ -111,9 +125,10 @@ async def _stream_start(
 
     A client resuming after the final event gets 204, which tells SSE clients to stop reconnecting.
     """
-    record = await redis.hgetall(record_key(job_id)) if re.fullmatch(r"[0-9A-Za-z]{1,64}", job_id) else None
-    if not record or record.get("owner") != owner:
-        raise JobNotFound(job_id)
+    if last_event_id is not None and max(_id_tuple(last_event_id)) > MAX_ID_PART:
+        msg = f"each part of an event id is at most {MAX_ID_PART}; got {last_event_id!r}"
+        raise InvalidInput(f"header.Last-Event-ID: {msg}", errors=[{"loc": ["header", "Last-Event-ID"], "msg": msg}])
+    record = jobs.owned(job_id, owner, await redis.hgetall(record_key(job_id)) if jobs.valid_job_id(job_id) else None)
     cursor = last_event_id or "0-0"
     ended = record["status"] in {s.value for s in TERMINAL_STATUSES}
     if ended and _id_tuple(cursor) >= _id_tuple(record.get("last_event_id", "0-0")):
@@ -128,25 +143,40 @@ async def _stream_start(
                          "StatusEventData, IterationPublic, ResultEventData)",
           "content": {"text/event-stream": {"itemSchema": SSE_EVENT_SCHEMA}}},
     204: {"description": "The job has ended and the client has every event: stop reconnecting."},
-    **error_responses(404)})
-async def stream_job_events(job_id: str, cursor: Annotated[str, Depends(_stream_start)], hub: StreamHubDep,
-                            redis: AsyncRedisDep, settings: SettingsDep) -> EventSourceResponse:
+    **error_responses(404, 429, 503)})
+async def stream_job_events(job_id: str, cursor: Annotated[str, Depends(_stream_start)], owner: OwnerDep,
+                            redis: StreamRedisDep, slots: StreamSlotsDep,
+                            settings: SettingsDep) -> EventSourceResponse:
     """Server-sent events: ``status``, ``iteration``, final ``result``; resume with ``Last-Event-ID``."""
-    return EventSourceResponse(_events(stream_key(job_id), cursor, hub, redis, settings.sse_keepalive_s),
-                               headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    release = slots.acquire(owner)  # 429 / 503 before the stream opens
+    return HeldEventStream(_events(stream_key(job_id), cursor, redis, settings.sse_keepalive_s), release,
+                           headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def _events(key: str, cursor: str, hub, redis, keepalive_s: float) -> AsyncIterator[bytes]:
+class HeldEventStream(EventSourceResponse):
+    """An event stream that gives its slot back however it ends (done, client gone, shutdown)."""
+
+    def __init__(self, content, release: Callable[[], None], **kwargs):
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
+async def _events(key: str, cursor: str, redis, keepalive_s: float) -> AsyncIterator[bytes]:
     """The stream's bytes: entries after ``cursor`` as SSE events (id = stream id), keep-alives when idle.
 
     Formatted with ``fastapi.sse.format_sse_event`` straight to bytes: no model object and no
     producer/keep-alive tasks per event, which is where a streaming generator route spends its time.
+    A Redis failure ends the stream; the client resumes with ``Last-Event-ID``.
     """
-    try:
-        sub, entries = await hub.subscribe(key, cursor)
-    except (RedisConnectionError, RedisTimeoutError):
-        return  # Redis went away: end the stream; the client resumes with Last-Event-ID
+    reader = StreamReader(redis, key, cursor)
     last = _id_tuple(cursor)
+    entries: list | None = []
     try:
         while True:
             if entries is None:  # idle for a whole keep-alive period
@@ -160,11 +190,9 @@ async def _events(key: str, cursor: str, hub, redis, keepalive_s: float) -> Asyn
                 yield format_sse_event(data_str=fields["data"], event=fields["type"], id=event_id)
                 if fields["type"] == EVENT_RESULT:
                     return
-            entries = await sub.get(keepalive_s)
-    except (HubClosed, RedisConnectionError, RedisTimeoutError):
+            entries = await reader.get(keepalive_s)
+    except RedisError:
         return
-    finally:
-        hub.unsubscribe(sub)
 
 
 def _id_tuple(event_id: str) -> tuple[int, int]:

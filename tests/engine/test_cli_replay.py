@@ -13,7 +13,7 @@ from peng4nn.cli import main
 from peng4nn.metrics import summarize
 from peng4nn.replay import FRACTION_NOTE, policy_factory, read_curves, replay
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "data" / "penguin-cifar100-sample.csv"  # the shipped copy of ../shared/data/
 
 MODEL_KEYS = {"model_id", "stop_epoch", "estimate", "converged", "baseline_stop_epoch", "actual_max", "interval"}

@@ -21,7 +21,7 @@ from peng4nn.replay import (
     replay,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "data" / "penguin-cifar100-sample.csv"  # the shipped copy of ../shared/data/
 
 HEADER = "model_id,epoch,val_acc,val_loss,train_loss\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from peng4nn.cli import CliError
+from peng4nn.devices import check_device
 
 
 def add_parser(subparsers) -> None:
@@ -21,14 +22,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.runner import DEVICE_PATTERN
-
-    if args.device is not None and not DEVICE_PATTERN.match(args.device):
-        raise CliError(f"--device must be cpu, cuda, cuda:N or mps; got {args.device!r}")
+    try:
+        check_device(args.device)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from service.config import get_settings
-    from worker.runner import run_worker
+    from peng4nn_store.settings import get_settings
+    from peng4nn_worker.runner import run_worker
 
     settings = get_settings()
     if args.redis_url:

@@ -10,7 +10,7 @@ arrival order, so Redis keeps only that: one list per search of `FinishedNetwork
 therefore get exactly the decisions `peng4nn replay` gives for the same curves in the
 same order; networks running at the same time see whatever had finished.
 
-Jobs (``search_id``) and observation sessions (``search``) share one namespace per owner
+Jobs and observation sessions (both name it ``search``) share one namespace per owner
 (API token): a search may mix both, and two tokens' searches of the same name never meet
 (`scoped`). The list expires like the records that feed it, refreshed on every append.
 Usable from the API (``redis.asyncio``) and the workers (blocking redis-py).
@@ -28,7 +28,8 @@ from typing import Any
 from peng4nn.adaptive import AdaptivePopulation, FinishedNetwork
 from peng4nn.analyzer import EstimatorSettings
 from peng4nn.policies import SEARCH_POLICIES, make_policy_factory
-from worker.events import dumps, key
+from peng4nn_store.encoding import dumps
+from peng4nn_store.keys import networks_key
 
 DEFAULT_POPULATIONS = 256
 """Populations one process keeps (least recently used dropped, rebuilt from Redis when needed)."""
@@ -40,11 +41,6 @@ SEARCH_MAX_LENGTH = 128
 def scoped(owner: str, search: str) -> str:
     """A search as the service names it: the caller's name within its owner's (owners hold no ':')."""
     return f"{owner}:{search}"
-
-
-def networks_key(search: str) -> str:
-    """The list of a (scoped) search's finished networks, oldest first."""
-    return key("search", search, "networks")
 
 
 def is_search_policy(name: str) -> bool:

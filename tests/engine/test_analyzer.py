@@ -199,3 +199,24 @@ def test_decision_serialises():
     as_dict = d.to_dict()
     assert as_dict["reason"] == "converged" and as_dict["stop"] is True
     assert json.loads(json.dumps(as_dict))["epoch"] == 2.5
+
+
+def test_known_fits_stand_in_for_the_policys_own_and_leave_no_trace():
+    """`known_fits` is how the service hands batched fits to a policy (no reaching into its attributes)."""
+    from peng4nn.curve import PrefixFitCache
+    from peng4nn.policies import make_policy
+
+    epochs = [0.5 * i for i in range(1, 9)]
+    accs = [70 - 60 * 0.7 ** e for e in epochs]
+    alone, helped = PredictionAnalyzer(), PredictionAnalyzer()
+    cache = PrefixFitCache(epochs, accs, "fast")
+    assert helped.accepts_known_fits(len(epochs)) and not helped.accepts_known_fits(2)  # fewer than c_min: no fit
+    with helped.known_fits(cache):
+        assert not helped.accepts_known_fits(len(epochs))  # one set of fits at a time
+        together = [helped.observe(e, a).to_dict() for e, a in zip(epochs, accs)]
+    assert helped.fit_cache is None
+    assert together == [alone.observe(e, a).to_dict() for e, a in zip(epochs, accs)]
+    patience = make_policy("patience")
+    assert not patience.accepts_known_fits(10)
+    with patience.known_fits(cache):  # a policy that does not fit ignores them
+        patience.observe(0.5, 10.0)

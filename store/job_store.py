@@ -8,60 +8,34 @@ always agree, and a status change is applied only from the states it allows
 (compare-and-set: a cancelled job can never be set running, a terminal job
 takes no more events).
 
-Every key is built by `key()` from `KEY_PREFIX`. Usable from the API and the
-workers alike: it imports redis, never torch.
+Keys come from `peng4nn_store.keys` (the Lua gets the index keys' template from there). Used by
+the API and the workers alike: it imports redis, never torch.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 from redis import Redis
 
-from peng4nn.jobs import EVENT_RESULT, EVENT_STATUS, JobStatus, TERMINAL_STATUSES
-
-KEY_PREFIX = "peng4nn"
-"""Every Redis key of ours starts with this."""
-
-ALL_OWNERS = "*"
-"""Owner scope of the global status indexes (owners are hex digests or "public")."""
-
-
-def key(*parts: str) -> str:
-    """The Redis key for ``parts``: ``key("job", id)`` -> ``"peng4nn:job:<id>"``."""
-    return ":".join((KEY_PREFIX, *parts))
-
-
-def record_key(job_id: str) -> str:
-    return key("job", job_id)
-
-
-def stream_key(job_id: str) -> str:
-    return key("job", job_id, "events")
-
-
-def index_key(owner: str, status: str | None = None) -> str:
-    """Sorted set of job ids by creation time: one owner's jobs, all or of one status."""
-    return key("index", owner, status or "all")
-
-
-STATS_KEY = key("stats")
-"""Hash of global counters (events appended by type)."""
+from peng4nn.jobs import EVENT_RESULT, EVENT_STATUS, TERMINAL_STATUSES, JobStatus
+from peng4nn_store.encoding import clean_json, dumps, hash_field, now, text
+from peng4nn_store.keys import ALL_OWNERS, STATS_KEY, index_key_template, record_key, stream_key
 
 _CREATE_LUA = """
 -- KEYS: record, stream, stats; ARGV[1]: JSON {id, owner, fields, event, ttl, index}
+-- op.index: the index keys' template (owner, status) from peng4nn_store.keys
 local op = cjson.decode(ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 for k, v in pairs(op.fields) do redis.call('HSET', KEYS[1], k, v) end
 local id = redis.call('XADD', KEYS[2], '*', 'type', op.event[1], 'data', op.event[2])
 redis.call('HSET', KEYS[1], 'last_event_id', id)
 local created = tonumber(op.fields.created_at)
-redis.call('ZADD', op.index .. ':' .. op.owner .. ':all', created, op.id)
-redis.call('ZADD', op.index .. ':' .. op.owner .. ':' .. op.fields.status, created, op.id)
-redis.call('ZADD', op.index .. ':*:' .. op.fields.status, created, op.id)
+redis.call('ZADD', string.format(op.index, op.owner, 'all'), created, op.id)
+redis.call('ZADD', string.format(op.index, op.owner, op.fields.status), created, op.id)
+redis.call('ZADD', string.format(op.index, op.all_owners, op.fields.status), created, op.id)
 redis.call('HINCRBY', KEYS[3], 'jobs_created', 1)
 redis.call('EXPIRE', KEYS[1], op.ttl)
 redis.call('EXPIRE', KEYS[2], op.ttl)
@@ -90,9 +64,9 @@ if type(new) == 'string' and new ~= current then
   redis.call('HSET', KEYS[1], 'status', new)
   local created = redis.call('HGET', KEYS[1], 'created_at')
   local owner = redis.call('HGET', KEYS[1], 'owner')
-  for _, scope in ipairs({owner, '*'}) do
-    redis.call('ZREM', op.index .. ':' .. scope .. ':' .. current, op.id)
-    redis.call('ZADD', op.index .. ':' .. scope .. ':' .. new, created, op.id)
+  for _, scope in ipairs({owner, op.all_owners}) do
+    redis.call('ZREM', string.format(op.index, scope, current), op.id)
+    redis.call('ZADD', string.format(op.index, scope, new), created, op.id)
   end
 end
 redis.call('EXPIRE', KEYS[1], op.ttl)
@@ -109,37 +83,6 @@ class Applied:
     status: str | None
     """The status the job was in when the write was refused (None if it does not exist)."""
     event_id: str | None = None
-
-
-def now() -> float:
-    return time.time()
-
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), allow_nan=False, default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if hasattr(value, "value"):  # Enum
-        return value.value
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
-
-
-def clean_json(data: Any) -> Any:
-    """``data`` with NaN/inf floats replaced by None (JSON has no NaN)."""
-    if isinstance(data, float):
-        return data if data == data and data not in (float("inf"), float("-inf")) else None
-    if isinstance(data, dict):
-        return {k: clean_json(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [clean_json(v) for v in data]
-    return data
 
 
 def status_event(status: JobStatus, reason: str | None = None, attempt: int = 0) -> tuple[str, str]:
@@ -162,10 +105,10 @@ class JobStore:
 
     def create(self, job_id: str, owner: str, fields: dict[str, Any], pipeline=None) -> Any:
         """Create a queued job (hash, first status event, indexes); with ``pipeline`` only queue it there."""
-        fields = {k: _field(v) for k, v in fields.items() if v is not None}
+        fields = {k: hash_field(v) for k, v in fields.items() if v is not None}
         fields.update(status=JobStatus.QUEUED.value, owner=owner)
         op = {"id": job_id, "owner": owner, "fields": fields, "event": list(status_event(JobStatus.QUEUED)),
-              "ttl": self.ttl_s, "index": key("index")}
+              "ttl": self.ttl_s, "index": index_key_template(), "all_owners": ALL_OWNERS}
         keys = [record_key(job_id), stream_key(job_id), STATS_KEY]
         if pipeline is None:
             return self._create(keys=keys, args=[dumps(op)])
@@ -192,14 +135,15 @@ class JobStore:
             "id": job_id,
             "expect": expect,
             "status": status.value if status else False,
-            "set": {k: _field(v) for k, v in (set_fields or {}).items() if v is not None},
+            "set": {k: hash_field(v) for k, v in (set_fields or {}).items() if v is not None},
             "incr": incr or {},
             "events": [list(e) for e in events],
             "ttl": self.ttl_s,
-            "index": key("index"),
+            "index": index_key_template(),
+            "all_owners": ALL_OWNERS,
         }
         ok, value = self._apply(keys=[record_key(job_id), stream_key(job_id), STATS_KEY], args=[dumps(op)])
-        value = _text(value)
+        value = text(value)
         if ok:
             return Applied(True, None, value or None)
         return Applied(False, value or None)
@@ -227,10 +171,10 @@ class JobStore:
 
     def get(self, job_id: str) -> dict[str, str] | None:
         data = self.redis.hgetall(record_key(job_id))
-        return {_text(k): _text(v) for k, v in data.items()} or None
+        return {text(k): text(v) for k, v in data.items()} or None
 
     def status(self, job_id: str) -> str | None:
-        return _text(self.redis.hget(record_key(job_id), "status"))
+        return text(self.redis.hget(record_key(job_id), "status"))
 
     def cancel_requested(self, job_id: str) -> bool:
         return self.redis.hget(record_key(job_id), "cancel_requested") == (b"1" if _is_bytes(self.redis) else "1")
@@ -243,23 +187,8 @@ class JobStore:
 
 def parse_entry(entry_id: Any, fields: dict) -> tuple[str, str, Any]:
     """A raw stream entry -> ``(id, type, data)`` with ``data`` decoded from JSON."""
-    fields = {_text(k): _text(v) for k, v in fields.items()}
-    return _text(entry_id), fields.get("type", ""), json.loads(fields.get("data") or "null")
-
-
-def _field(value: Any) -> str:
-    """A hash field value as text (Lua would print floats with only 14 digits)."""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return dumps(value)
-
-
-def _text(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes) else value
+    fields = {text(k): text(v) for k, v in fields.items()}
+    return text(entry_id), fields.get("type", ""), json.loads(fields.get("data") or "null")
 
 
 def _is_bytes(redis: Redis) -> bool:
